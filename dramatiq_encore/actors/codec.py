@@ -1,0 +1,127 @@
+"""Arguments and results (de)serialised with pydantic from a task's type hints.
+
+Messages carry JSON only. On the way out each argument is dumped in JSON mode through a
+``TypeAdapter`` of its parameter's annotation; on the way in it is validated back, so a
+pydantic model, a ``datetime`` or nested containers round-trip.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from ..errors import EncoreError
+
+
+class ArgumentError(EncoreError):
+    """Arguments that do not fit the task's signature or type hints."""
+
+    error_type = "ValidationError"
+
+
+class ResultError(EncoreError):
+    """A result that cannot be serialised to JSON."""
+
+    error_type = "ResultSerializationError"
+
+
+def digest(args: list[Any], kwargs: dict[str, Any]) -> str:
+    """Short stable digest of serialised arguments (the non-determinism check compares it)."""
+    text = json.dumps([args, kwargs], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def to_json_value(value: Any, what: str) -> Any:
+    """Any value to its JSON-compatible form, or a clear error naming ``what``."""
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError as exc:
+        raise ResultError(f"{what} is not JSON-serialisable ({exc}); return plain data or a pydantic model") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation)
+
+
+class TaskCodec:
+    """Per-task converter between Python values and message JSON."""
+
+    def __init__(self, fn: Callable[..., Any], task_name: str) -> None:
+        self.task_name = task_name
+        self._fn = fn
+        self.signature = inspect.signature(fn)
+
+    @functools.cached_property
+    def _hints(self) -> dict[str, Any]:
+        # Resolved lazily: a module may define the types it annotates with after the task.
+        try:
+            return typing.get_type_hints(self._fn)
+        except Exception:  # unresolvable forward references: fall back to no validation
+            return {}
+
+    def _param_adapter(self, name: str) -> TypeAdapter[Any]:
+        return _adapter(self._hints.get(name, Any))
+
+    def _bind(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        try:
+            return self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(f"arguments do not fit task {self.task_name!r}{self.signature}: {exc}") from None
+
+    def _convert(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], load: bool) -> tuple[list[Any], dict[str, Any]]:
+        bound = self._bind(args, kwargs)
+        out_args: list[Any] = []
+        out_kwargs: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            param = self.signature.parameters[name]
+            adapter = self._param_adapter(name)
+            if param.kind is param.VAR_POSITIONAL:
+                out_args.extend(self._one(adapter, name, v, load) for v in value)
+            elif param.kind is param.VAR_KEYWORD:
+                out_kwargs.update({k: self._one(adapter, k, v, load) for k, v in value.items()})
+            elif param.kind is param.KEYWORD_ONLY or name in kwargs:
+                out_kwargs[name] = self._one(adapter, name, value, load)
+            else:
+                out_args.append(self._one(adapter, name, value, load))
+        return out_args, out_kwargs
+
+    def _one(self, adapter: TypeAdapter[Any], name: str, value: Any, load: bool) -> Any:
+        try:
+            return adapter.validate_python(value) if load else adapter.dump_python(value, mode="json")
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in exc.errors())
+            raise ArgumentError(f"task {self.task_name!r} got an invalid value for {name!r}: {detail}") from None
+        except (PydanticSerializationError, TypeError, ValueError) as exc:
+            raise ArgumentError(f"task {self.task_name!r}: argument {name!r} is not JSON-serialisable ({exc})") from None
+
+    def dump_args(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Python arguments -> JSON-compatible args and kwargs for a message."""
+        return self._convert(args, kwargs, load=False)
+
+    def load_args(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Message args and kwargs -> validated Python values for the function."""
+        return self._convert(args, kwargs, load=True)
+
+    def dump_result(self, value: Any) -> Any:
+        try:
+            return _adapter(self._hints.get("return", Any)).dump_python(value, mode="json")
+        except (PydanticSerializationError, TypeError, ValueError) as exc:
+            raise ResultError(
+                f"task {self.task_name!r} returned a value that cannot be serialised to JSON ({exc}); "
+                "return plain data, a datetime or a pydantic model"
+            ) from None
+
+    def load_result(self, value: Any) -> Any:
+        try:
+            return _adapter(self._hints.get("return", Any)).validate_python(value)
+        except ValidationError:
+            return value

@@ -1,0 +1,272 @@
+"""The I/O around the pure engine: one message in, state committed, messages out.
+
+Order matters (DESIGN section 6): record the trigger, take the lease, run the pass,
+commit the pass and release the lease in one atomic step, and only then publish the
+children's start messages or the result to the parent. A crash between commit and
+publish is repaired when the unacked message is redelivered: its trigger is then a
+duplicate, and :meth:`Runtime._repair` re-sends what that trigger's pass should have sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import random
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+from dramatiq.middleware import Retries
+from dramatiq.middleware.shutdown import Shutdown
+from dramatiq.threading import Interrupt
+
+from ..errors import MisuseError, WorkflowIdConflict
+from ..state.backend import Commit
+from ..state.models import FINISHED, InvocationRecord, Outcome, ParentRef, StepEntry
+from .codec import ArgumentError, ResultError, digest
+from .context import WorkflowContext
+from .leases import LeaseKeeper
+from .messages import ENVELOPE, NUDGES, ResultEnvelope, StartEnvelope, read_envelope
+from .replay import PassOutcome, Snapshot, error_info, run_pass
+
+if TYPE_CHECKING:
+    from ..app import Encore
+    from .task import Task
+
+logger = logging.getLogger(__name__)
+
+CACHE_SIZE = 1024
+_CALLBACKS = ("on_success", "on_failure")
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Runtime:
+    """Processes every message of every task bound to one :class:`Encore` app."""
+
+    def __init__(self, app: Encore) -> None:
+        self.app = app
+        self.state = app.state
+        self.leases = LeaseKeeper(app.state)
+        # Snapshots of recently driven invocations: a pass loads only the journal's tail.
+        self._cache: OrderedDict[str, Snapshot] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    # -- entry point ----------------------------------------------------------------------
+    def handle(self, task: Task, message: dramatiq.Message[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        options = message.options
+        envelope = read_envelope(options, message.message_id, task.name)
+        record = None
+        if isinstance(envelope, StartEnvelope):
+            self._refuse_pipelines(task, message)
+            record = self._record(task, message, envelope, list(args), kwargs)
+        trigger = envelope.trigger()
+        invocation_id = envelope.invocation_id
+        delivery = self.state.deliver(invocation_id, trigger, record)
+        if delivery.conflict:
+            logger.error("%s", WorkflowIdConflict(invocation_id, task.name))
+            return
+        if not delivery.exists:
+            logger.warning("dropping a %s message for unknown invocation %s", trigger.kind, invocation_id)
+            return
+        if delivery.token is None:
+            if delivery.locked:
+                self._nudge(message)
+            elif delivery.duplicate:
+                self._repair(invocation_id, trigger.key)
+            return
+        self._drive(task, invocation_id, delivery.token, trigger.key, message)
+
+    def _refuse_pipelines(self, task: Task, message: dramatiq.Message[Any]) -> None:
+        if "pipe_target" in message.options:
+            message.options["max_retries"] = 0  # refusing again would not help: fail at once
+            raise MisuseError(
+                f"message {message.message_id!r} for {task.name!r} is part of a dramatiq pipeline; "
+                "pipelines are not supported by encore tasks: compose steps with wf.execute_task"
+            )
+
+    def _record(
+        self, task: Task, message: dramatiq.Message[Any], envelope: StartEnvelope, args: list[Any], kwargs: dict[str, Any]
+    ) -> InvocationRecord:
+        callbacks = {}
+        for name in _CALLBACKS:
+            target = message.options.pop(name, None) or task.callbacks.get(name)
+            if target:
+                callbacks[name] = target
+        return InvocationRecord(
+            invocation_id=envelope.invocation_id,
+            task=task.name,
+            queue=task.queue_name,
+            identity=envelope.identity,
+            args=args,
+            kwargs=kwargs,
+            digest=digest(args, kwargs),
+            seed=random.getrandbits(128).to_bytes(16, "big").hex(),
+            parent=envelope.parent,
+            callbacks=callbacks,
+            message_id=message.message_id,
+            created_at=message.message_timestamp / 1000,
+        )
+
+    # -- driving a held invocation ----------------------------------------------------------
+    def _drive(self, task: Task, invocation_id: str, token: str, origin: str, message: dramatiq.Message[Any]) -> None:
+        self.leases.hold(invocation_id, token)
+        try:
+            while True:
+                snapshot = self._snapshot(invocation_id)
+                outcome = self._pass(task, snapshot, origin)
+                if outcome.retryable and self._will_retry(task, message, outcome.exception):
+                    self.state.release(invocation_id, token)
+                    assert outcome.exception is not None
+                    raise outcome.exception  # dramatiq's Retries re-enqueues with backoff
+                committed = self.state.commit(invocation_id, token, self._commit(snapshot, outcome))
+                if not committed.ok:
+                    logger.warning("invocation %s: lease lost before commit; re-sending its message", invocation_id)
+                    self._nudge(message)
+                    return
+                self._start_children(snapshot.meta.record, outcome.context.new_steps)
+                if outcome.finished:
+                    self._finished(snapshot.meta.record, self._outcome(snapshot, outcome))
+                    return
+                if not committed.rerun:
+                    return
+        finally:
+            self.leases.drop(invocation_id)
+
+    def _snapshot(self, invocation_id: str) -> Snapshot:
+        with self._cache_lock:
+            snapshot = self._cache.pop(invocation_id, None)
+        start = 0 if snapshot is None else snapshot.length
+        meta, tail = self.state.load(invocation_id, start)
+        assert meta is not None, f"invocation {invocation_id} vanished while leased"
+        if snapshot is None or snapshot.meta.record.seed != meta.record.seed:
+            snapshot = Snapshot(meta)
+            if start:
+                _, tail = self.state.load(invocation_id, 0)
+        snapshot.meta = meta
+        snapshot.apply(tail)
+        with self._cache_lock:
+            self._cache[invocation_id] = snapshot
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return snapshot
+
+    def _pass(self, task: Task, snapshot: Snapshot, origin: str) -> PassOutcome:
+        record = snapshot.meta.record
+        read = functools.partial(self.state.read_data, record.identity.workflow_id)
+        ctx = WorkflowContext(snapshot, read_data=read, clock=_utc_now, origin=origin)
+        try:
+            args, kwargs = task.codec.load_args(record.args, record.kwargs)
+        except ArgumentError as exc:
+            return PassOutcome("failed", ctx, error=error_info(exc), exception=exc)
+        try:
+            outcome = run_pass(ctx, task.fn, args, kwargs)
+        except Interrupt as exc:  # dramatiq's time limit; a shutdown propagates
+            if isinstance(exc, Shutdown):
+                raise
+            return PassOutcome("failed", ctx, error=error_info(exc), exception=exc, retryable=True)
+        if outcome.status == "succeeded":
+            try:
+                outcome.value = task.codec.dump_result(outcome.value)
+            except ResultError as exc:
+                return PassOutcome("failed", ctx, error=error_info(exc), exception=exc)
+        return outcome
+
+    def _will_retry(self, task: Task, message: dramatiq.Message[Any], exc: BaseException | None) -> bool:
+        """Dramatiq's own retry rule (Retries middleware), asked before it runs."""
+        middleware = next((m for m in self.app.broker.middleware if isinstance(m, Retries)), None)
+        if middleware is None or exc is None:
+            return False
+        options = task.actor.options
+        throws = message.options.get("throws") or options.get("throws")
+        if throws and isinstance(exc, throws):
+            return False
+        retries = message.options.get("retries", 0)
+        retry_when = options.get("retry_when", middleware.retry_when)
+        if retry_when is not None:
+            return bool(retry_when(retries, exc))
+        max_retries = message.options.get("max_retries", options.get("max_retries", middleware.max_retries))
+        return max_retries is None or retries < max_retries
+
+    @staticmethod
+    def _outcome(snapshot: Snapshot, outcome: PassOutcome) -> Outcome:
+        if outcome.status == "succeeded":
+            return Outcome(ok=True, value=outcome.value, invocation_id=snapshot.meta.record.invocation_id)
+        failing = getattr(outcome.exception, "invocation_id", "") or snapshot.meta.record.invocation_id
+        return Outcome(ok=False, error=outcome.error, invocation_id=failing)
+
+    def _commit(self, snapshot: Snapshot, outcome: PassOutcome) -> Commit:
+        ctx = outcome.context
+        data = {snapshot.meta.record.identity.workflow_id: ctx.data_writes} if ctx.data_writes else {}
+        return Commit(
+            entries=[entry.model_dump_json() for entry in ctx.entries],
+            status=outcome.status,
+            outcome=self._outcome(snapshot, outcome) if outcome.finished else None,
+            waiting=ctx.waiting,
+            data=data,
+        )
+
+    # -- messages out -----------------------------------------------------------------------
+    def _start_children(self, record: InvocationRecord, steps: list[StepEntry]) -> None:
+        for step in steps:
+            parent = ParentRef(invocation_id=record.invocation_id, task=record.task, queue=record.queue, step=step.n)
+            envelope = StartEnvelope(invocation_id=step.child, identity=step.identity, parent=parent)
+            self._send(step.queue, step.task, step.args, step.kwargs, envelope.model_dump(mode="json"))
+
+    def _send(self, queue: str, actor: str, args: list[Any], kwargs: dict[str, Any], envelope: dict[str, Any]) -> None:
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=queue, actor_name=actor, args=tuple(args), kwargs=kwargs, options={ENVELOPE: envelope}
+        )
+        self.app.broker.enqueue(message)
+
+    def _send_result(self, record: InvocationRecord) -> None:
+        parent = record.parent
+        assert parent is not None
+        envelope = ResultEnvelope(invocation_id=parent.invocation_id, step=parent.step, child=record.invocation_id)
+        self._send(parent.queue, parent.task, [], {}, envelope.model_dump(mode="json"))
+
+    def _finished(self, record: InvocationRecord, outcome: Outcome) -> None:
+        status = "succeeded" if outcome.ok else "failed"
+        logger.info("invocation %s of %s (workflow %s) %s", record.invocation_id, record.task, record.identity.workflow_id, status)
+        if record.parent is not None:
+            self._send_result(record)
+        target = record.callbacks.get("on_success" if outcome.ok else "on_failure")
+        if target:
+            original = {
+                "queue_name": record.queue, "actor_name": record.task, "args": record.args,
+                "kwargs": record.kwargs, "options": {}, "message_id": record.message_id,
+                "message_timestamp": int(record.created_at * 1000),
+            }
+            error = outcome.error
+            payload = outcome.value if error is None else {"type": error.type, "message": error.message}
+            self.app.broker.get_actor(target).send(original, payload)
+
+    def _nudge(self, message: dramatiq.Message[Any]) -> None:
+        """Re-send a copy shortly: the lease is held (contention) or was lost.
+
+        Raising ``Retry`` would consume the user's ``max_retries``; a delayed copy does not.
+        """
+        nudges = int(message.options.get(NUDGES, 0))
+        delay = min(20 * 2**nudges, 1000) + random.randint(0, 20)
+        self.app.broker.enqueue(message.copy(options={NUDGES: nudges + 1}), delay=delay)
+
+    def _repair(self, invocation_id: str, trigger_key: str) -> None:
+        """A trigger seen before: re-send what its pass sent, in case a crash lost it."""
+        meta, entries = self.state.load(invocation_id, 0)
+        if meta is None:
+            return
+        record = meta.record
+        if meta.status in FINISHED:
+            parent = record.parent
+            if parent is not None and self.state.is_waiting_on(parent.invocation_id, parent.step):
+                self._send_result(record)
+            return
+        snapshot = Snapshot(meta)
+        snapshot.apply(entries)
+        candidates = [step for step in snapshot.pending_steps() if step.origin == trigger_key]
+        present = self.state.existing([step.child for step in candidates])
+        self._start_children(record, [step for step, seen in zip(candidates, present) if not seen])

@@ -1,0 +1,39 @@
+"""The middleware every broker running encore tasks gets: it hands the actor its message."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import Middleware
+
+_message: ContextVar[dramatiq.Message[Any] | None] = ContextVar("encore_current_message", default=None)
+
+
+class EncoreMiddleware(Middleware):
+    """Exposes the message being processed to the encore actor that processes it.
+
+    State is never written from here: dramatiq's ``emit_after`` swallows exceptions, so all
+    writes happen inside the actor, before the message is acked.
+    """
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+        _message.set(message)
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        _message.set(None)
+
+    after_skip_message = after_process_message
+
+
+def current_message() -> dramatiq.Message[Any] | None:
+    return _message.get()
+
+
+def install(broker: dramatiq.Broker) -> None:
+    """Add the encore middleware to ``broker`` once (a user's broker keeps its own middleware)."""
+    if not any(isinstance(m, EncoreMiddleware) for m in broker.middleware):
+        broker.add_middleware(EncoreMiddleware())

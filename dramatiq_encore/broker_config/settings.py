@@ -1,0 +1,68 @@
+"""Settings read from ``ENCORE_*`` environment variables, validated by pydantic-settings."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..errors import ConfigurationError
+from ..state.backend import DEFAULT_RETENTION_S
+
+BROKER_SCHEMES = ("amqp", "amqps")
+STATE_SCHEMES = ("redis", "rediss")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def _check_scheme(url: str | None, schemes: tuple[str, ...], variable: str) -> str | None:
+    if url is None or url == "":
+        return None
+    scheme = urlsplit(url).scheme
+    if scheme not in schemes:
+        raise ValueError(f"{variable}={redact(url)!r}: the scheme must be one of {', '.join(s + '://' for s in schemes)}")
+    return url
+
+
+class EncoreSettings(BaseSettings):
+    """Configuration; unset URLs mean embedded mode (stub broker, in-memory state)."""
+
+    model_config = SettingsConfigDict(env_prefix="ENCORE_", extra="ignore")
+
+    broker_url: str | None = Field(default=None, description="amqp:// or amqps:// URL of RabbitMQ")
+    state_url: str | None = Field(default=None, description="redis:// or rediss:// URL of Redis")
+    retention: int = Field(default=DEFAULT_RETENTION_S, ge=1, description="seconds finished workflows are kept")
+    key_prefix: str = Field(default="encore", pattern=r"^[A-Za-z0-9_.:-]+$", description="prefix of every Redis key")
+    max_payload: int = Field(default=1024 * 1024, ge=1024, description="largest arguments or result, in bytes")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        return _check_scheme(value, BROKER_SCHEMES, "ENCORE_BROKER_URL")
+
+    @field_validator("state_url")
+    @classmethod
+    def _state(cls, value: str | None) -> str | None:
+        return _check_scheme(value, STATE_SCHEMES, "ENCORE_STATE_URL")
+
+
+def load_settings() -> EncoreSettings:
+    """Settings from the environment, or a ConfigurationError naming the bad variable."""
+    try:
+        return EncoreSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ENCORE_{str(err['loc'][0]).upper()}: {err['msg']}" if err["loc"] else err["msg"] for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid encore configuration: {problems}") from None

@@ -1,0 +1,78 @@
+"""Every error the library raises derives from one root, :class:`EncoreError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EncoreError(Exception):
+    """Root of every dramatiq-encore error."""
+
+
+class ConfigurationError(EncoreError):
+    """A setting, URL or option is invalid; the message names it and says what to do."""
+
+
+class MisuseError(EncoreError):
+    """A workflow used the API in a way the engine cannot honour (fails at once, no retries)."""
+
+
+class WorkflowIdConflict(EncoreError):
+    """A workflow id was reused with different arguments."""
+
+    def __init__(self, workflow_id: str, task_name: str) -> None:
+        self.workflow_id = workflow_id
+        self.task_name = task_name
+        super().__init__(
+            f"workflow id {workflow_id!r} already belongs to a run of {task_name!r} with "
+            "different arguments; the first run is untouched. Choose a new workflow id, "
+            "or send the same arguments to attach to the existing run."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.workflow_id, self.task_name))
+
+
+class NonDeterminismError(EncoreError):
+    """A replay asked for something other than what the workflow recorded at that point.
+
+    The invocation fails (without retries) even if user code catches this error.
+    """
+
+    def __init__(self, workflow_id: str, invocation_id: str, step: str, recorded: str, requested: str) -> None:
+        self.workflow_id = workflow_id
+        self.invocation_id = invocation_id
+        self.step = step
+        self.recorded = recorded
+        self.requested = requested
+        super().__init__(
+            f"non-determinism in workflow {workflow_id!r} (invocation {invocation_id!r}) at {step}: "
+            f"recorded {recorded}, but the code now asks for {requested}. Check that your workflow "
+            "is deterministic: use wf.random()/wf.uuid()/wf.utc_now()/wf.side_effect() instead of "
+            "the standard library, and guard code changes with wf.patched()."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.workflow_id, self.invocation_id, self.step, self.recorded, self.requested))
+
+
+class TaskError(EncoreError):
+    """A task invocation failed; raised by ``Invocation.wait()`` and by ``wf.execute_task``.
+
+    Carries the remote error as text (never a pickled exception), so it crosses processes:
+
+    >>> try:
+    ...     order.wait(timeout=30)
+    ... except TaskError as e:
+    ...     print(e.error_type, e.message)
+    """
+
+    def __init__(self, error_type: str, message: str, traceback: str = "", invocation_id: str = "") -> None:
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+        self.invocation_id = invocation_id
+        super().__init__(f"{error_type}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.error_type, self.message, self.traceback, self.invocation_id))

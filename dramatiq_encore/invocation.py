@@ -1,0 +1,101 @@
+"""Handles on invocations: what ``send`` returns and what ``execute_task`` resolves to."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import TaskError
+from .identity import SEPARATOR, WorkflowIdentity
+from .state.models import FINISHED, InvocationMeta
+
+if TYPE_CHECKING:
+    from .app import Encore
+
+_UNSET: Any = object()
+
+
+class Invocation:
+    """A handle on one task invocation, usable from any process.
+
+    >>> inv = process_order.send("A-1")
+    >>> inv.wait(timeout=30)["tracking_number"]
+
+    A handle for an id no worker has seen yet reads ``pending`` and ``wait()`` waits.
+    """
+
+    def __init__(self, app: Encore | None, invocation_id: str, *, task_name: str = "") -> None:
+        self._app = app
+        self.invocation_id = invocation_id
+        self._task_name = task_name
+        self._identity: WorkflowIdentity | None = None
+        self._result: Any = _UNSET
+
+    @classmethod
+    def finished(cls, invocation_id: str, identity: WorkflowIdentity, result: Any) -> Invocation:
+        """A handle on a step that already succeeded (what ``wf.execute_task`` returns)."""
+        inv = cls(None, invocation_id, task_name=identity.workflow_type)
+        inv._identity = identity
+        inv._result = result
+        return inv
+
+    def __repr__(self) -> str:
+        return f"Invocation({self.invocation_id!r}, status={self.status!r})"
+
+    def _meta(self) -> InvocationMeta | None:
+        return None if self._app is None else self._app.state.get_meta(self.invocation_id)
+
+    @property
+    def workflow(self) -> WorkflowIdentity:
+        """The identity of the workflow this invocation belongs to."""
+        if self._identity is not None:
+            return self._identity
+        meta = self._meta()
+        if meta is not None:
+            self._identity = meta.record.identity
+            return self._identity
+        if SEPARATOR not in self.invocation_id:  # not created yet: a root's identity is known
+            return WorkflowIdentity.root(self.invocation_id, self._task_name)
+        raise TaskError("Pending", f"invocation {self.invocation_id!r} has not started yet", "", self.invocation_id)
+
+    @property
+    def status(self) -> str:
+        """pending, running, suspended, succeeded, failed or cancelled."""
+        if self._result is not _UNSET:
+            return "succeeded"
+        meta = self._meta()
+        return "pending" if meta is None else meta.status
+
+    @property
+    def result(self) -> Any:
+        """The result of a finished invocation (None while unfinished); never blocks.
+
+        Raises :class:`TaskError` for a failed or cancelled invocation.
+        """
+        if self._result is not _UNSET:
+            return self._result
+        meta = self._meta()
+        if meta is None or meta.status not in FINISHED:
+            return None
+        return self._unpack(meta)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the invocation finishes; its result, or raise TaskError / TimeoutError."""
+        if self._result is not _UNSET:
+            return self._result
+        assert self._app is not None
+        meta = self._app.state.wait_finished(self.invocation_id, timeout)
+        if meta is None or meta.status not in FINISHED:
+            status = "pending" if meta is None else meta.status
+            raise TimeoutError(f"invocation {self.invocation_id!r} did not finish within {timeout} s (status {status})")
+        return self._unpack(meta)
+
+    def _unpack(self, meta: InvocationMeta) -> Any:
+        outcome = meta.outcome
+        assert outcome is not None and self._app is not None
+        if outcome.ok:
+            self._result = self._app.load_result(meta.record.task, outcome.value)
+            self._identity = meta.record.identity
+            return self._result
+        error = outcome.error
+        assert error is not None
+        raise TaskError(error.type, error.message, error.traceback, outcome.invocation_id or self.invocation_id)

@@ -1,0 +1,144 @@
+"""The state backend: an ABC over a few atomic primitives.
+
+Each primitive is one atomic step (one Lua script on Redis, one critical section in memory).
+The engine never composes read-modify-write sequences out of them, so correctness under
+concurrent workers rests on these primitives alone:
+
+- :meth:`deliver` records a trigger (start, step result) exactly once and, when the
+  invocation can make progress and nobody holds it, grants the caller the replay lease;
+- :meth:`load` returns the invocation's metadata and its journal from a given index, so a
+  worker that already holds a prefix loads only the tail;
+- :meth:`commit` appends a pass's journal entries, writes its workflow data, sets what it
+  waits on, and releases the lease in one step, telling the caller to run again when every
+  awaited step was resolved while the pass ran.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .models import InvocationMeta, InvocationRecord, Outcome
+
+DEFAULT_LEASE_MS = 5_000
+DEFAULT_RETENTION_S = 7 * 24 * 3600
+
+
+class Trigger(BaseModel):
+    """Why a message reached an invocation; ``key`` makes delivery idempotent."""
+
+    kind: Literal["start", "result"]
+    key: str
+    step: int | None = None
+    child: str | None = None
+
+    @classmethod
+    def start(cls) -> Trigger:
+        return cls(kind="start", key="start")
+
+    @classmethod
+    def result(cls, step: int, child: str) -> Trigger:
+        return cls(kind="result", key=f"res:{step}", step=step, child=child)
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """What :meth:`StateBackend.deliver` found and did."""
+
+    exists: bool
+    duplicate: bool
+    status: str
+    token: str | None = None
+    locked: bool = False
+    conflict: bool = False
+
+
+@dataclasses.dataclass
+class Commit:
+    """Everything one pass writes, applied atomically by :meth:`StateBackend.commit`."""
+
+    entries: list[str]
+    status: str
+    outcome: Outcome | None = None
+    waiting: list[int] = dataclasses.field(default_factory=list)
+    data: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitResult:
+    ok: bool
+    rerun: bool = False
+
+
+class StateBackend(abc.ABC):
+    """Where invocations, their journals and workflow data live.
+
+    ``MemoryState`` is for embedded mode and tests; ``RedisState`` for production. Both are
+    public: a user may build one and pass it to ``Encore(state=...)``.
+    """
+
+    lease_ms: int = DEFAULT_LEASE_MS
+    retention_s: int = DEFAULT_RETENTION_S
+
+    @abc.abstractmethod
+    def deliver(self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None) -> Delivery:
+        """Record ``trigger`` once; create the invocation from ``record`` on a start.
+
+        Grants the lease (``Delivery.token``) when the invocation is active, waits on
+        nothing unresolved and is not held. A start whose record digest differs from the
+        stored one reports ``conflict``.
+        """
+
+    @abc.abstractmethod
+    def acquire(self, invocation_id: str) -> str | None:
+        """Take the lease if the invocation is runnable and free (used after a lost race)."""
+
+    @abc.abstractmethod
+    def load(self, invocation_id: str, start: int) -> tuple[InvocationMeta | None, list[str]]:
+        """Metadata and journal entries ``start..end`` (raw JSON)."""
+
+    @abc.abstractmethod
+    def commit(self, invocation_id: str, token: str, commit: Commit) -> CommitResult:
+        """Apply a pass if ``token`` still holds the lease; release it unless a rerun is due."""
+
+    @abc.abstractmethod
+    def release(self, invocation_id: str, token: str) -> None:
+        """Give the lease back without writing (a failed attempt that will be retried)."""
+
+    @abc.abstractmethod
+    def renew(self, invocation_id: str, token: str) -> bool:
+        """Extend the lease; False when it was lost."""
+
+    @abc.abstractmethod
+    def get_meta(self, invocation_id: str) -> InvocationMeta | None:
+        """The invocation's metadata, or None when no worker has created it yet."""
+
+    @abc.abstractmethod
+    def read_data(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
+        """One workflow data value as JSON text: (found, value)."""
+
+    @abc.abstractmethod
+    def workflow_data(self, workflow_id: str) -> dict[str, str]:
+        """All workflow data values as JSON text."""
+
+    @abc.abstractmethod
+    def is_waiting_on(self, invocation_id: str, step: int) -> bool:
+        """True while the invocation is active and step ``step`` is unresolved."""
+
+    @abc.abstractmethod
+    def existing(self, invocation_ids: list[str]) -> list[bool]:
+        """Which of these invocations have been created."""
+
+    @abc.abstractmethod
+    def wait_finished(self, invocation_id: str, timeout: float | None) -> InvocationMeta | None:
+        """Block until the invocation is finished (or the timeout passes); its metadata."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def describe(self) -> str:
+        """Where the state lives, without credentials (for logs and errors)."""
+        return type(self).__name__

@@ -1,0 +1,179 @@
+"""In-memory state: embedded mode and users' own tests. Each primitive is one critical section."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+
+from ..backend import Commit, CommitResult, Delivery, StateBackend, Trigger
+from ..models import ACTIVE, FINISHED, InvocationMeta, InvocationRecord, Outcome, ResolvedEntry
+
+
+@dataclasses.dataclass
+class _Invocation:
+    record: InvocationRecord
+    status: str = "pending"
+    outcome: Outcome | None = None
+    journal: list[str] = dataclasses.field(default_factory=list)
+    triggers: set[str] = dataclasses.field(default_factory=set)
+    resolved: set[int] = dataclasses.field(default_factory=set)
+    waiting: set[int] = dataclasses.field(default_factory=set)
+    lock_token: str | None = None
+    lock_until: float = 0.0
+
+    def meta(self) -> InvocationMeta:
+        return InvocationMeta(record=self.record, status=self.status, outcome=self.outcome)
+
+
+class MemoryState(StateBackend):
+    """State kept in this process: nothing survives a restart.
+
+    Every instance has its own dictionaries (no class-level shared state), so tests can
+    create one per test.
+    """
+
+    def __init__(self, *, lease_ms: int | None = None) -> None:
+        if lease_ms is not None:
+            self.lease_ms = lease_ms
+        self._invocations: dict[str, _Invocation] = {}
+        self._data: dict[str, dict[str, str]] = {}
+        self._cond = threading.Condition()
+
+    # -- leases -------------------------------------------------------------------------
+    def _try_lock(self, inv: _Invocation) -> str | None:
+        now = time.monotonic()
+        if inv.lock_token is not None and inv.lock_until > now:
+            return None
+        inv.lock_token = uuid.uuid4().hex
+        inv.lock_until = now + self.lease_ms / 1000
+        inv.status = "running"
+        return inv.lock_token
+
+    def _holds(self, inv: _Invocation | None, token: str) -> bool:
+        return inv is not None and inv.lock_token == token and inv.lock_until > time.monotonic()
+
+    @staticmethod
+    def _runnable(inv: _Invocation) -> bool:
+        return inv.status in ACTIVE and not inv.waiting
+
+    # -- primitives ---------------------------------------------------------------------
+    def deliver(self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None) -> Delivery:
+        with self._cond:
+            inv = self._invocations.get(invocation_id)
+            if inv is None:
+                if trigger.kind != "start" or record is None:
+                    return Delivery(exists=False, duplicate=False, status="pending")
+                inv = self._invocations[invocation_id] = _Invocation(record=record)
+            elif trigger.kind == "start" and record is not None and record.digest != inv.record.digest:
+                return Delivery(exists=True, duplicate=True, status=inv.status, conflict=True)
+            duplicate = trigger.key in inv.triggers
+            if not duplicate:
+                inv.triggers.add(trigger.key)
+                if trigger.kind == "result":
+                    self._resolve(inv, trigger)
+            if not self._runnable(inv):
+                return Delivery(exists=True, duplicate=duplicate, status=inv.status)
+            token = self._try_lock(inv)
+            return Delivery(
+                exists=True, duplicate=duplicate, status=inv.status, token=token, locked=token is None
+            )
+
+    def _resolve(self, inv: _Invocation, trigger: Trigger) -> None:
+        assert trigger.step is not None and trigger.child is not None
+        child = self._invocations.get(trigger.child)
+        if child is None or child.outcome is None or trigger.step in inv.resolved:
+            return
+        inv.resolved.add(trigger.step)
+        inv.waiting.discard(trigger.step)
+        inv.journal.append(ResolvedEntry(n=trigger.step, o=child.outcome).model_dump_json())
+
+    def acquire(self, invocation_id: str) -> str | None:
+        with self._cond:
+            inv = self._invocations.get(invocation_id)
+            if inv is None or not self._runnable(inv):
+                return None
+            return self._try_lock(inv)
+
+    def load(self, invocation_id: str, start: int) -> tuple[InvocationMeta | None, list[str]]:
+        with self._cond:
+            inv = self._invocations.get(invocation_id)
+            if inv is None:
+                return None, []
+            return inv.meta(), inv.journal[start:]
+
+    def commit(self, invocation_id: str, token: str, commit: Commit) -> CommitResult:
+        with self._cond:
+            inv = self._invocations.get(invocation_id)
+            if inv is None or not self._holds(inv, token):
+                return CommitResult(ok=False)
+            inv.journal.extend(commit.entries)
+            for workflow_id, values in commit.data.items():
+                self._data.setdefault(workflow_id, {}).update(values)
+            if commit.status in FINISHED:
+                inv.status, inv.outcome = commit.status, commit.outcome
+                inv.waiting.clear()
+            else:
+                inv.waiting = set(commit.waiting) - inv.resolved
+                if not inv.waiting:
+                    inv.lock_until = time.monotonic() + self.lease_ms / 1000
+                    return CommitResult(ok=True, rerun=True)
+                inv.status = "suspended"
+            inv.lock_token = None
+            self._cond.notify_all()
+            return CommitResult(ok=True)
+
+    def release(self, invocation_id: str, token: str) -> None:
+        with self._cond:
+            inv = self._invocations.get(invocation_id)
+            if inv is not None and inv.lock_token == token:
+                inv.lock_token = None
+
+    def renew(self, invocation_id: str, token: str) -> bool:
+        with self._cond:
+            inv = self._invocations.get(invocation_id)
+            if not self._holds(inv, token):
+                return False
+            assert inv is not None
+            inv.lock_until = time.monotonic() + self.lease_ms / 1000
+            return True
+
+    # -- reads --------------------------------------------------------------------------
+    def get_meta(self, invocation_id: str) -> InvocationMeta | None:
+        with self._cond:
+            inv = self._invocations.get(invocation_id)
+            return None if inv is None else inv.meta()
+
+    def read_data(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
+        with self._cond:
+            values = self._data.get(workflow_id, {})
+            return (key in values, values.get(key))
+
+    def workflow_data(self, workflow_id: str) -> dict[str, str]:
+        with self._cond:
+            return dict(self._data.get(workflow_id, {}))
+
+    def is_waiting_on(self, invocation_id: str, step: int) -> bool:
+        with self._cond:
+            inv = self._invocations.get(invocation_id)
+            return inv is not None and inv.status in ACTIVE and step not in inv.resolved
+
+    def existing(self, invocation_ids: list[str]) -> list[bool]:
+        with self._cond:
+            return [i in self._invocations for i in invocation_ids]
+
+    def wait_finished(self, invocation_id: str, timeout: float | None) -> InvocationMeta | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                inv = self._invocations.get(invocation_id)
+                if inv is not None and inv.status in FINISHED:
+                    return inv.meta()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None if inv is None else inv.meta()
+                self._cond.wait(remaining)
+
+    def describe(self) -> str:
+        return "in-memory state"
