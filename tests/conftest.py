@@ -1,0 +1,95 @@
+"""Fixtures: every contract test runs on (stub broker, memory state) and (RabbitMQ, Redis).
+
+``app`` is a fresh :class:`Encore` per test with an in-process dramatiq worker started by
+``app_worker`` once the test has declared its tasks. Real-service parameters get their
+own queues (flushed) and their own Redis key prefix (deleted afterwards).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.brokers.stub import StubBroker
+
+from dramatiq_encore import Encore
+from dramatiq_encore.broker_config import EncoreSettings
+from dramatiq_encore.state import MemoryState
+from tests.support.services import require_real_services, stop_containers
+
+BACKENDS = ["memory", "redis"]
+
+
+class Harness:
+    """An app plus the worker that serves it; tests declare tasks, then call ``start()``."""
+
+    def __init__(self, kind: str, app: Encore) -> None:
+        self.kind = kind
+        self.app = app
+        self._worker: dramatiq.Worker | None = None
+
+    def start(self, threads: int = 8) -> Encore:
+        if self._worker is None:
+            if self.kind == "redis":
+                for queue in self.app.broker.get_declared_queues():
+                    self.app.broker.flush(queue)
+            self._worker = dramatiq.Worker(self.app.broker, worker_threads=threads, worker_timeout=20)
+            self._worker.start()
+        return self.app
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.stop(timeout=10_000)
+            self._worker = None
+
+
+def make_app(kind: str, prefix: str) -> Encore:
+    settings = EncoreSettings(key_prefix=prefix)
+    if kind == "memory":
+        return Encore(broker=StubBroker(), state=MemoryState(), settings=settings)
+    amqp, redis = require_real_services()
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from dramatiq_encore.state import RedisState
+
+    broker = RabbitmqBroker(url=amqp, confirm_delivery=True)
+    return Encore(broker=broker, state=RedisState.from_url(redis, prefix=prefix), settings=settings)
+
+
+def _cleanup_redis(app: Encore, prefix: str) -> None:
+    client: Any = getattr(app.state, "client", None)
+    if client is not None:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            for key in keys:
+                client.delete(key)
+
+
+@pytest.fixture(params=BACKENDS)
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    kind = request.param
+    prefix = f"encore-test-{uuid.uuid4().hex[:10]}"
+    app = make_app(kind, prefix)
+    h = Harness(kind, app)
+    try:
+        yield h
+    finally:
+        h.stop()
+        if kind == "redis":
+            for queue in app.broker.get_declared_queues():
+                app.broker.flush(queue)
+            _cleanup_redis(app, prefix)
+        app.close()
+        app.broker.close()
+
+
+@pytest.fixture
+def app(harness: Harness) -> Encore:
+    return harness.app
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_containers()

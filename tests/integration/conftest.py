@@ -1,0 +1,87 @@
+"""Integration fixtures: two real worker processes on RabbitMQ and Redis."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.integration.workers import WorkerProcess, wait_until
+from tests.support.services import require_real_services
+
+MODULE = "tests.integration.wf_app"
+
+
+@pytest.fixture(scope="module")
+def it_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    amqp, redis_url = require_real_services()
+    env = {
+        **os.environ,
+        "ENCORE_BROKER_URL": amqp,
+        "ENCORE_STATE_URL": redis_url,
+        "ENCORE_KEY_PREFIX": f"encore-it-{uuid.uuid4().hex[:8]}",
+        "ENCORE_TEST_QUEUE": "encore_it",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    saved = {k: os.environ.get(k) for k in env if k.startswith("ENCORE_")}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("ENCORE_")})
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def wf_app(it_env: dict[str, str]) -> Iterator[ModuleType]:
+    """The same module the workers import, configured the same way, for sending and reading."""
+    module = importlib.import_module(MODULE)
+    module = importlib.reload(module) if getattr(module, "_loaded_prefix", None) != it_env["ENCORE_KEY_PREFIX"] else module
+    module._loaded_prefix = it_env["ENCORE_KEY_PREFIX"]  # type: ignore[attr-defined]
+    broker = module.app.broker
+    for queue in broker.get_declared_queues():
+        broker.flush(queue)
+    yield module
+    client = module.app.state.client
+    for key in client.scan_iter(match=f"{it_env['ENCORE_KEY_PREFIX']}:*", count=1000):
+        client.delete(key)
+
+
+@pytest.fixture
+def workers(it_env: dict[str, str], wf_app: ModuleType, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    group = [WorkerProcess(MODULE, it_env, tmp_path / f"worker-{n}.log").start() for n in range(2)]
+    # Workers declare their queues when they boot; wait until both consume.
+    wait_until(lambda: _consumers(it_env["ENCORE_BROKER_URL"], "encore_it") >= 2, timeout=30)
+    try:
+        yield group
+    finally:
+        for worker in group:
+            worker.stop()
+        for worker in group:
+            text = worker.log.read_text(errors="replace")
+            if "Traceback" in text:
+                print(f"--- {worker.log.name} ---\n{text[-4000:]}")
+
+
+def _consumers(url: str, queue: str) -> int:
+    import pika
+
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+    except Exception:
+        return 0
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.consumer_count)
+    except Exception:
+        return 0
+    finally:
+        if connection.is_open:
+            connection.close()

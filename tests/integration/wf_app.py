@@ -1,0 +1,100 @@
+"""Tasks served by real `dramatiq` worker processes in the integration tests.
+
+Configured from the environment like a user's module: ENCORE_BROKER_URL, ENCORE_STATE_URL
+and ENCORE_KEY_PREFIX (the test gives each run its own prefix and queue).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from typing import Any
+
+import redis
+
+from dramatiq_encore import Encore
+
+QUEUE = os.environ.get("ENCORE_TEST_QUEUE", "encore_it")
+app = Encore()
+_counter = redis.Redis.from_url(os.environ["ENCORE_STATE_URL"])
+_prefix = os.environ.get("ENCORE_KEY_PREFIX", "encore")
+
+
+def count_execution(name: str) -> None:
+    """Counts child-body executions (at-least-once: a crash may repeat one)."""
+    _counter.hincrby(f"{_prefix}:executions", name, 1)
+
+
+@app.task(queue_name=QUEUE, min_backoff=50, max_backoff=200)
+def slow_step(key: str, i: int, delay: float) -> dict[str, Any]:
+    count_execution(f"{key}:{i}")
+    time.sleep(delay)
+    return {"i": i, "token": slow_step.wf.uuid()}
+
+
+@app.task(queue_name=QUEUE)
+def ten_steps(key: str, steps: int = 10, delay: float = 0.3) -> dict[str, Any]:
+    """A sequential workflow that records every deterministic value it sees."""
+    seen: dict[str, list[Any]] = {"random": [], "uuid": [], "now": [], "steps": []}
+    for i in range(steps):
+        seen["random"].append(ten_steps.wf.random())
+        seen["uuid"].append(ten_steps.wf.uuid())
+        seen["now"].append(ten_steps.wf.utc_now().isoformat())
+        seen["steps"].append(ten_steps.wf.execute_task(slow_step, key, i, delay).result)
+        ten_steps.wf.set_data(f"step_{i}", seen["uuid"][-1])
+    return seen
+
+
+# --- the reference scenarios, served across worker processes ---------------------------
+@app.task(queue_name=QUEUE)
+def charge(order_id: str) -> dict[str, Any]:
+    return {"payment_id": charge.wf.uuid(), "at": charge.wf.utc_now().isoformat(), "status": "completed"}
+
+
+@app.task(queue_name=QUEUE, force_new_workflow=True)
+def order_workflow(order_id: str) -> dict[str, Any]:
+    suffix = int(order_workflow.wf.random() * 100000)
+    payment = order_workflow.wf.execute_task(charge, order_id)
+    due = order_workflow.wf.utc_now() + timedelta(hours=1)
+    order_workflow.wf.set_data("tracking", f"TRK-{order_id}-{suffix:05d}")
+    return {"order_id": order_id, "tracking": f"TRK-{order_id}-{suffix:05d}", "payment": payment.result,
+            "notify_at": due.isoformat()}
+
+
+@app.task(queue_name=QUEUE, force_new_workflow=True)
+def isolated(data: dict[str, Any]) -> dict[str, Any]:
+    return {"workflow_id": isolated.workflow.workflow_id, "parent": isolated.workflow.parent_workflow_id,
+            "value": isolated.wf.random(), "data": data}
+
+
+@app.task(queue_name=QUEUE)
+def calls_isolated(data: dict[str, Any]) -> dict[str, Any]:
+    child = calls_isolated.wf.execute_task(isolated, data)
+    return {"parent": calls_isolated.workflow.workflow_id, "child": child.workflow.workflow_id,
+            "child_result": child.result}
+
+
+@app.task(queue_name=QUEUE, max_retries=1, min_backoff=20, max_backoff=40)
+def reserve(order: dict[str, Any]) -> dict[str, Any]:
+    if not order.get("items"):
+        raise ValueError(f"order {order.get('order_id')} has no items")
+    return {"reservation_id": reserve.wf.uuid()}
+
+
+@app.task(queue_name=QUEUE)
+def release(order_id: str) -> dict[str, Any]:
+    return {"cleanup_id": release.wf.uuid(), "order_id": order_id}
+
+
+@app.task(queue_name=QUEUE)
+def guarded_order(order: dict[str, Any]) -> dict[str, Any]:
+    guarded_order.wf.set_data("status", "processing")
+    try:
+        reservation = guarded_order.wf.execute_task(reserve, order)
+    except Exception as exc:
+        guarded_order.wf.set_data("status", "error")
+        cleanup = guarded_order.wf.execute_task(release, order["order_id"])
+        return {"status": "error", "error": str(exc), "cleanup": cleanup.result}
+    guarded_order.wf.set_data("status", "completed")
+    return {"status": "completed", "reservation": reservation.result}
