@@ -9,10 +9,11 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 import dramatiq
 import dramatiq.broker
+from dramatiq.brokers.stub import StubBroker
 
 from .actors.runtime import Runtime
 from .actors.task import Task
-from .broker_config import EncoreSettings, load_settings, make_broker
+from .broker_config import EncoreSettings, load_settings, make_broker, redact
 from .broker_config.embedded import EmbeddedWorker
 from .broker_config.middleware import install
 from .invocation import Invocation
@@ -68,7 +69,9 @@ class Encore:
     @overload
     def task(self, fn: None = None, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
-    def task(self, fn: Callable[P, R] | None = None, **options: Any) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    def task(
+        self, fn: Callable[P, R] | None = None, **options: Any
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Declare a task, bare (``@app.task``) or with options (``@app.task(queue_name=...)``).
 
         ``force_new_workflow=True`` makes the task start its own child workflow when a
@@ -81,6 +84,12 @@ class Encore:
             return task
 
         return decorate(fn) if fn is not None else decorate
+
+    def describe_broker(self) -> str:
+        """The broker's URL without its password, or its class for a user-built broker."""
+        if self.settings.broker_url is not None and not isinstance(self.broker, StubBroker):
+            return redact(self.settings.broker_url)
+        return type(self.broker).__name__
 
     # -- handles --------------------------------------------------------------------------
     def get_invocation(self, invocation_id: str) -> Invocation:

@@ -76,3 +76,23 @@ class TaskError(EncoreError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.error_type, self.message, self.traceback, self.invocation_id))
+
+
+class PayloadTooLarge(EncoreError):
+    """Arguments or a result larger than the configured limit (``ENCORE_MAX_PAYLOAD``)."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} is {size} bytes of JSON, over the payload limit of {limit} bytes "
+            "(ENCORE_MAX_PAYLOAD); store large data elsewhere and pass a reference"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.what, self.size, self.limit))
+
+
+class BrokerUnavailable(EncoreError):
+    """The message broker could not be reached."""

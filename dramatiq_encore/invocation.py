@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import TaskError
+from .errors import EncoreError, TaskError
 from .identity import SEPARATOR, WorkflowIdentity
 from .state.models import FINISHED, InvocationMeta
 
@@ -55,7 +55,10 @@ class Invocation:
             return self._identity
         if SEPARATOR not in self.invocation_id:  # not created yet: a root's identity is known
             return WorkflowIdentity.root(self.invocation_id, self._task_name)
-        raise TaskError("Pending", f"invocation {self.invocation_id!r} has not started yet", "", self.invocation_id)
+        raise EncoreError(
+            f"invocation {self.invocation_id!r} has not started yet, so its workflow is not known; "
+            "wait() for it or read .status first"
+        )
 
     @property
     def status(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from ..errors import EncoreError
+from ..errors import EncoreError, PayloadTooLarge
 
 
 class ArgumentError(EncoreError):
@@ -39,6 +39,13 @@ def digest(args: list[Any], kwargs: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def check_size(what: str, value: Any, limit: int) -> None:
+    """Refuse JSON payloads over ``limit`` bytes, naming the limit."""
+    size = len(json.dumps(value, separators=(",", ":"), default=str))
+    if size > limit:
+        raise PayloadTooLarge(what, size, limit)
+
+
 def to_json_value(value: Any, what: str) -> Any:
     """Any value to its JSON-compatible form, or a clear error naming ``what``."""
     try:
@@ -47,7 +54,7 @@ def to_json_value(value: Any, what: str) -> Any:
         raise ResultError(f"{what} is not JSON-serialisable ({exc}); return plain data or a pydantic model") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adapter(annotation: Any) -> TypeAdapter[Any]:
     return TypeAdapter(annotation)
 
@@ -77,7 +84,9 @@ class TaskCodec:
         except TypeError as exc:
             raise ArgumentError(f"arguments do not fit task {self.task_name!r}{self.signature}: {exc}") from None
 
-    def _convert(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], load: bool) -> tuple[list[Any], dict[str, Any]]:
+    def _convert(
+        self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], load: bool
+    ) -> tuple[list[Any], dict[str, Any]]:
         bound = self._bind(args, kwargs)
         out_args: list[Any] = []
         out_kwargs: dict[str, Any] = {}
@@ -101,7 +110,9 @@ class TaskCodec:
             detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in exc.errors())
             raise ArgumentError(f"task {self.task_name!r} got an invalid value for {name!r}: {detail}") from None
         except (PydanticSerializationError, TypeError, ValueError) as exc:
-            raise ArgumentError(f"task {self.task_name!r}: argument {name!r} is not JSON-serialisable ({exc})") from None
+            raise ArgumentError(
+                f"task {self.task_name!r}: argument {name!r} is not JSON-serialisable ({exc})"
+            ) from None
 
     def dump_args(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Python arguments -> JSON-compatible args and kwargs for a message."""

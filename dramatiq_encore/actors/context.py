@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from ..errors import EncoreError, NonDeterminismError, TaskError
 from ..identity import WorkflowIdentity, child_invocation_id
 from ..state.models import Outcome, StepEntry, ValueEntry
-from .codec import TaskCodec, digest, to_json_value
+from .codec import TaskCodec, check_size, digest, to_json_value
 
 if TYPE_CHECKING:
     from ..invocation import Invocation
     from .replay import Snapshot
 
 T = TypeVar("T")
+
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("dramatiq_encore_workflow", default=None)
 
@@ -87,11 +89,13 @@ class WorkflowContext:
         read_data: Callable[[str], tuple[bool, str | None]],
         clock: Callable[[], dt.datetime],
         origin: str,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.snapshot = snapshot
         self._read_data = read_data
         self._clock = clock
         self._origin = origin
+        self._max_payload = max_payload
         self._counters: defaultdict[str, int] = defaultdict(int)
         self._step = 0
         self._last_now: dt.datetime | None = None
@@ -153,7 +157,9 @@ class WorkflowContext:
     def random(self) -> float:
         """A float in [0, 1), the same on every replay."""
         seed = self.snapshot.meta.record.seed
-        return float(self._value("random", lambda i: (int.from_bytes(_derive(seed, "random", i)[:8], "big") >> 11) / 2**53))
+        return float(
+            self._value("random", lambda i: (int.from_bytes(_derive(seed, "random", i)[:8], "big") >> 11) / 2**53)
+        )
 
     def uuid(self) -> str:
         """RFC 4122 version-4 text, the same on every replay."""
@@ -222,6 +228,7 @@ class WorkflowContext:
         self._step += 1
         n = self._step
         json_args, json_kwargs = task.codec.dump_args(args, kwargs)
+        check_size(f"arguments of step {n} ({task.name})", [json_args, json_kwargs], self._max_payload)
         requested = digest(json_args, json_kwargs)
         recorded = self.snapshot.steps.get(n)
         if recorded is None:
@@ -242,8 +249,15 @@ class WorkflowContext:
         child = child_invocation_id(self.invocation_id, n)
         identity = self.identity.child_workflow(child, task.name) if task.force_new_workflow else self.identity
         entry = StepEntry(
-            n=n, task=task.name, queue=task.queue_name, digest=args_digest, child=child,
-            identity=identity, args=args, kwargs=kwargs, origin=self._origin,
+            n=n,
+            task=task.name,
+            queue=task.queue_name,
+            digest=args_digest,
+            child=child,
+            identity=identity,
+            args=args,
+            kwargs=kwargs,
+            origin=self._origin,
         )
         self.entries.append(entry)
         self.new_steps.append(entry)

@@ -7,7 +7,7 @@ producer, whose workflow id is ``options["workflow_id"]`` or else its ``message_
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -44,7 +44,7 @@ class ResultEnvelope(BaseModel):
         return Trigger.result(self.step, self.child)
 
 
-Envelope = Annotated[Union[StartEnvelope, ResultEnvelope], Field(discriminator="kind")]
+Envelope = Annotated[StartEnvelope | ResultEnvelope, Field(discriminator="kind")]
 _envelope = TypeAdapter(Envelope)
 
 
@@ -65,4 +65,6 @@ def read_envelope(options: dict[str, Any], message_id: str, task_name: str) -> S
     try:
         return _envelope.validate_python(raw)
     except ValidationError as exc:
-        raise MalformedMessage(f"message {message_id!r} for {task_name!r} has an invalid encore envelope: {exc}") from None
+        raise MalformedMessage(
+            f"message {message_id!r} for {task_name!r} has an invalid encore envelope: {exc}"
+        ) from None

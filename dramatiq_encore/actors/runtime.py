@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import logging
 import random
 import threading
@@ -18,14 +19,15 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Retries
 from dramatiq.middleware.shutdown import Shutdown
 from dramatiq.threading import Interrupt
 
-from ..errors import MisuseError, WorkflowIdConflict
+from ..errors import EncoreError, MisuseError, PayloadTooLarge, WorkflowIdConflict
 from ..state.backend import Commit
 from ..state.models import FINISHED, InvocationRecord, Outcome, ParentRef, StepEntry
-from .codec import ArgumentError, ResultError, digest
+from .codec import ArgumentError, ResultError, check_size, digest
 from .context import WorkflowContext
 from .leases import LeaseKeeper
 from .messages import ENVELOPE, NUDGES, ResultEnvelope, StartEnvelope, read_envelope
@@ -42,7 +44,7 @@ _CALLBACKS = ("on_success", "on_failure")
 
 
 def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Runtime:
@@ -57,12 +59,41 @@ class Runtime:
         self._cache_lock = threading.Lock()
 
     # -- entry point ----------------------------------------------------------------------
-    def handle(self, task: Task, message: dramatiq.Message[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        options = message.options
-        envelope = read_envelope(options, message.message_id, task.name)
+    def handle(
+        self, task: Task[Any, Any], message: MessageProxy, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        try:
+            self._handle(task, message, args, kwargs)
+        except self.state.transient_errors as exc:
+            # The state store is briefly unreachable (restart, failover): try again later
+            # without using up the task's max_retries. Nothing was committed by this pass.
+            logger.warning(
+                "state store %s unavailable (%s); message %s re-sent later",
+                self.state.describe(),
+                type(exc).__name__,
+                message.message_id,
+            )
+            self._nudge(message, transient=True)
+
+    def _handle(
+        self, task: Task[Any, Any], message: MessageProxy, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        try:
+            envelope = read_envelope(message.options, message.message_id, task.name)
+            if isinstance(envelope, StartEnvelope):
+                self._refuse_pipelines(task, message)
+                check_size(
+                    f"arguments of {task.name} (message {message.message_id})",
+                    [args, kwargs],
+                    self.app.settings.max_payload,
+                )
+        except EncoreError as exc:
+            # Dead-letter at once, whatever the task's retry policy: a retry would fail the same way.
+            message.options["throws"] = (type(exc),)
+            logger.error("dead-lettering message %s: %s", message.message_id, exc)
+            raise
         record = None
         if isinstance(envelope, StartEnvelope):
-            self._refuse_pipelines(task, message)
             record = self._record(task, message, envelope, list(args), kwargs)
         trigger = envelope.trigger()
         invocation_id = envelope.invocation_id
@@ -81,16 +112,20 @@ class Runtime:
             return
         self._drive(task, invocation_id, delivery.token, trigger.key, message)
 
-    def _refuse_pipelines(self, task: Task, message: dramatiq.Message[Any]) -> None:
+    def _refuse_pipelines(self, task: Task[Any, Any], message: MessageProxy) -> None:
         if "pipe_target" in message.options:
-            message.options["max_retries"] = 0  # refusing again would not help: fail at once
             raise MisuseError(
                 f"message {message.message_id!r} for {task.name!r} is part of a dramatiq pipeline; "
                 "pipelines are not supported by encore tasks: compose steps with wf.execute_task"
             )
 
     def _record(
-        self, task: Task, message: dramatiq.Message[Any], envelope: StartEnvelope, args: list[Any], kwargs: dict[str, Any]
+        self,
+        task: Task[Any, Any],
+        message: MessageProxy,
+        envelope: StartEnvelope,
+        args: list[Any],
+        kwargs: dict[str, Any],
     ) -> InvocationRecord:
         callbacks = {}
         for name in _CALLBACKS:
@@ -105,7 +140,9 @@ class Runtime:
             args=args,
             kwargs=kwargs,
             digest=digest(args, kwargs),
-            seed=random.getrandbits(128).to_bytes(16, "big").hex(),
+            # Derived from the id: a re-run of the same workflow id (e.g. a reference run in
+            # another namespace) draws the same values; distinct ids never share a stream.
+            seed=hashlib.sha256(f"encore-seed\x00{envelope.invocation_id}".encode()).hexdigest()[:32],
             parent=envelope.parent,
             callbacks=callbacks,
             message_id=message.message_id,
@@ -113,7 +150,7 @@ class Runtime:
         )
 
     # -- driving a held invocation ----------------------------------------------------------
-    def _drive(self, task: Task, invocation_id: str, token: str, origin: str, message: dramatiq.Message[Any]) -> None:
+    def _drive(self, task: Task[Any, Any], invocation_id: str, token: str, origin: str, message: MessageProxy) -> None:
         self.leases.hold(invocation_id, token)
         try:
             while True:
@@ -155,10 +192,12 @@ class Runtime:
                 self._cache.popitem(last=False)
         return snapshot
 
-    def _pass(self, task: Task, snapshot: Snapshot, origin: str) -> PassOutcome:
+    def _pass(self, task: Task[Any, Any], snapshot: Snapshot, origin: str) -> PassOutcome:
         record = snapshot.meta.record
         read = functools.partial(self.state.read_data, record.identity.workflow_id)
-        ctx = WorkflowContext(snapshot, read_data=read, clock=_utc_now, origin=origin)
+        ctx = WorkflowContext(
+            snapshot, read_data=read, clock=_utc_now, origin=origin, max_payload=self.app.settings.max_payload
+        )
         try:
             args, kwargs = task.codec.load_args(record.args, record.kwargs)
         except ArgumentError as exc:
@@ -172,11 +211,12 @@ class Runtime:
         if outcome.status == "succeeded":
             try:
                 outcome.value = task.codec.dump_result(outcome.value)
-            except ResultError as exc:
+                check_size(f"result of {task.name}", outcome.value, self.app.settings.max_payload)
+            except (ResultError, PayloadTooLarge) as exc:
                 return PassOutcome("failed", ctx, error=error_info(exc), exception=exc)
         return outcome
 
-    def _will_retry(self, task: Task, message: dramatiq.Message[Any], exc: BaseException | None) -> bool:
+    def _will_retry(self, task: Task[Any, Any], message: MessageProxy, exc: BaseException | None) -> bool:
         """Dramatiq's own retry rule (Retries middleware), asked before it runs."""
         middleware = next((m for m in self.app.broker.middleware if isinstance(m, Retries)), None)
         if middleware is None or exc is None:
@@ -231,27 +271,38 @@ class Runtime:
 
     def _finished(self, record: InvocationRecord, outcome: Outcome) -> None:
         status = "succeeded" if outcome.ok else "failed"
-        logger.info("invocation %s of %s (workflow %s) %s", record.invocation_id, record.task, record.identity.workflow_id, status)
+        logger.info(
+            "invocation %s of %s (workflow %s) %s",
+            record.invocation_id,
+            record.task,
+            record.identity.workflow_id,
+            status,
+        )
         if record.parent is not None:
             self._send_result(record)
         target = record.callbacks.get("on_success" if outcome.ok else "on_failure")
         if target:
             original = {
-                "queue_name": record.queue, "actor_name": record.task, "args": record.args,
-                "kwargs": record.kwargs, "options": {}, "message_id": record.message_id,
+                "queue_name": record.queue,
+                "actor_name": record.task,
+                "args": record.args,
+                "kwargs": record.kwargs,
+                "options": {},
+                "message_id": record.message_id,
                 "message_timestamp": int(record.created_at * 1000),
             }
             error = outcome.error
             payload = outcome.value if error is None else {"type": error.type, "message": error.message}
             self.app.broker.get_actor(target).send(original, payload)
 
-    def _nudge(self, message: dramatiq.Message[Any]) -> None:
-        """Re-send a copy shortly: the lease is held (contention) or was lost.
+    def _nudge(self, message: MessageProxy, transient: bool = False) -> None:
+        """Re-send a copy shortly: the lease is held (contention), was lost, or the store is down.
 
         Raising ``Retry`` would consume the user's ``max_retries``; a delayed copy does not.
         """
         nudges = int(message.options.get(NUDGES, 0))
-        delay = min(20 * 2**nudges, 1000) + random.randint(0, 20)
+        base, cap = (100, 5_000) if transient else (20, 1_000)
+        delay = min(base * 2 ** min(nudges, 16), cap) + random.randint(0, 20)
         self.app.broker.enqueue(message.copy(options={NUDGES: nudges + 1}), delay=delay)
 
     def _repair(self, invocation_id: str, trigger_key: str) -> None:
@@ -269,4 +320,4 @@ class Runtime:
         snapshot.apply(entries)
         candidates = [step for step in snapshot.pending_steps() if step.origin == trigger_key]
         present = self.state.existing([step.child for step in candidates])
-        self._start_children(record, [step for step, seen in zip(candidates, present) if not seen])
+        self._start_children(record, [step for step, seen in zip(candidates, present, strict=False) if not seen])

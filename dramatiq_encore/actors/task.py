@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import dramatiq
+from dramatiq.errors import BrokerConnectionError
 
-from ..errors import EncoreError, MisuseError, WorkflowIdConflict
+from ..broker_config.middleware import current_message
+from ..errors import BrokerUnavailable, EncoreError, MisuseError, WorkflowIdConflict
 from ..identity import WorkflowIdentity, check_workflow_id
 from ..invocation import Invocation
-from ..broker_config.middleware import current_message
-from .codec import TaskCodec, digest
+from .codec import TaskCodec, check_size, digest
 from .context import WorkflowContext, current_context
 
 if TYPE_CHECKING:
@@ -65,10 +66,14 @@ class Task(Generic[P, R]):
         self.force_new_workflow = force_new_workflow
         self.callbacks = {k: _callback_name(options.pop(k)) for k in _CALLBACK_OPTIONS if options.get(k)}
         options = {**RETRY_DEFAULTS, **options}
-        self.actor: dramatiq.Actor[..., None] = dramatiq.actor(  # validates options against the middleware
-            self._entry, broker=app.broker, actor_name=actor_name or fn.__name__,
-            queue_name=queue_name, priority=priority, **options,
+        declare = dramatiq.actor(  # validates the options against the broker's middleware
+            broker=app.broker,
+            actor_name=actor_name or fn.__name__,
+            queue_name=queue_name,
+            priority=priority,
+            **options,
         )
+        self.actor: dramatiq.Actor[..., None] = declare(self._entry)
         self.codec = TaskCodec(fn, self.actor.actor_name)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
@@ -136,9 +141,16 @@ class Task(Generic[P, R]):
             if existing is not None and existing.record.digest != digest(json_args, json_kwargs):
                 raise WorkflowIdConflict(workflow_id, existing.record.task)
             options["workflow_id"] = workflow_id
-        message = dramatiq.Message(
+        check_size(f"arguments of {self.name}", [json_args, json_kwargs], self._app.settings.max_payload)
+        message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=self.queue_name, actor_name=self.name, args=tuple(json_args), kwargs=json_kwargs, options=options
         )
-        self._app.broker.enqueue(message, delay=delay)
+        try:
+            self._app.broker.enqueue(message, delay=delay)
+        except BrokerConnectionError as exc:
+            raise BrokerUnavailable(
+                f"could not send {self.name!r}: the broker at {self._app.describe_broker()} is unreachable ({exc}); "
+                "check ENCORE_BROKER_URL and that RabbitMQ is running"
+            ) from None
         self._app.ensure_worker()
         return Invocation(self._app, workflow_id or message.message_id, task_name=self.name)

@@ -6,9 +6,10 @@ from contextvars import ContextVar
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
-_message: ContextVar[dramatiq.Message[Any] | None] = ContextVar("encore_current_message", default=None)
+_message: ContextVar[MessageProxy | None] = ContextVar("encore_current_message", default=None)
 
 
 class EncoreMiddleware(Middleware):
@@ -18,18 +19,24 @@ class EncoreMiddleware(Middleware):
     writes happen inside the actor, before the message is acked.
     """
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         _message.set(message)
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *, result: Any = None, exception: BaseException | None = None
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
     ) -> None:
         _message.set(None)
 
-    after_skip_message = after_process_message
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        _message.set(None)
 
 
-def current_message() -> dramatiq.Message[Any] | None:
+def current_message() -> MessageProxy | None:
     return _message.get()
 
 

@@ -31,7 +31,9 @@ def _check_scheme(url: str | None, schemes: tuple[str, ...], variable: str) -> s
         return None
     scheme = urlsplit(url).scheme
     if scheme not in schemes:
-        raise ValueError(f"{variable}={redact(url)!r}: the scheme must be one of {', '.join(s + '://' for s in schemes)}")
+        raise ValueError(
+            f"{variable}={redact(url)!r}: the scheme must be one of {', '.join(s + '://' for s in schemes)}"
+        )
     return url
 
 

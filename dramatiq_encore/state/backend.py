@@ -82,6 +82,9 @@ class StateBackend(abc.ABC):
 
     lease_ms: int = DEFAULT_LEASE_MS
     retention_s: int = DEFAULT_RETENTION_S
+    #: Errors meaning "the store is briefly unreachable": the message is re-sent later
+    #: instead of failing (and without using up the task's retries).
+    transient_errors: tuple[type[BaseException], ...] = ()
 
     @abc.abstractmethod
     def deliver(self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None) -> Delivery:
