@@ -50,6 +50,7 @@ class Encore:
         state: StateBackend | None = None,
         *,
         settings: EncoreSettings | None = None,
+        default_queue: str = "default",
     ) -> None:
         self.settings = settings or load_settings()
         self.embedded = broker is None and self.settings.broker_url is None
@@ -59,6 +60,7 @@ class Encore:
         if dramatiq.broker.global_broker is None or broker is None:
             # The `dramatiq` CLI runs whatever broker is global after importing the module.
             dramatiq.set_broker(self.broker)
+        self.default_queue = default_queue
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.runtime = Runtime(self)
         self._worker = EmbeddedWorker(self.broker) if self.embedded else None
@@ -79,7 +81,7 @@ class Encore:
         """
 
         def decorate(function: Callable[P, R]) -> Task[P, R]:
-            task = Task(self, function, **options)
+            task = Task(self, function, **{"queue_name": self.default_queue, **options})
             self.tasks[task.name] = task
             return task
 

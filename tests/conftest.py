@@ -7,6 +7,7 @@ own queues (flushed) and their own Redis key prefix (deleted afterwards).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -50,13 +51,15 @@ def make_app(kind: str, prefix: str) -> Encore:
     settings = EncoreSettings(key_prefix=prefix)
     if kind == "memory":
         return Encore(broker=StubBroker(), state=MemoryState(), settings=settings)
+    # Its own queue: concurrent test runs on one RabbitMQ must not consume each other's messages.
     amqp, redis = require_real_services()
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
     from dramatiq_encore.state import RedisState
 
     broker = RabbitmqBroker(url=amqp, confirm_delivery=True)
-    return Encore(broker=broker, state=RedisState.from_url(redis, prefix=prefix), settings=settings)
+    state = RedisState.from_url(redis, prefix=prefix)
+    return Encore(broker=broker, state=state, settings=settings, default_queue=f"q-{prefix}")
 
 
 def _cleanup_redis(app: Encore, prefix: str) -> None:
@@ -68,9 +71,18 @@ def _cleanup_redis(app: Encore, prefix: str) -> None:
                 client.delete(key)
 
 
-@pytest.fixture(params=BACKENDS)
-def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
-    kind = request.param
+def _delete_queues(app: Encore) -> None:
+    channel = app.broker.channel
+    for queue in app.broker.get_declared_queues():
+        if queue.startswith("q-encore-test-"):
+            for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+                channel.queue_delete(name)
+        else:
+            app.broker.flush(queue)
+
+
+@contextlib.contextmanager
+def running_harness(kind: str) -> Iterator[Harness]:
     prefix = f"encore-test-{uuid.uuid4().hex[:10]}"
     app = make_app(kind, prefix)
     h = Harness(kind, app)
@@ -79,11 +91,23 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     finally:
         h.stop()
         if kind == "redis":
-            for queue in app.broker.get_declared_queues():
-                app.broker.flush(queue)
+            _delete_queues(app)
             _cleanup_redis(app, prefix)
         app.close()
         app.broker.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    with running_harness(request.param) as h:
+        yield h
+
+
+@pytest.fixture
+def real_harness() -> Iterator[Harness]:
+    """RabbitMQ + Redis only: for what only a real broker or store can receive."""
+    with running_harness("redis") as h:
+        yield h
 
 
 @pytest.fixture

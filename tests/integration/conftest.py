@@ -25,7 +25,8 @@ def it_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
         "ENCORE_BROKER_URL": amqp,
         "ENCORE_STATE_URL": redis_url,
         "ENCORE_KEY_PREFIX": f"encore-it-{uuid.uuid4().hex[:8]}",
-        "ENCORE_TEST_QUEUE": "encore_it",
+        # A queue per run: concurrent test runs on one RabbitMQ must not share workers.
+        "ENCORE_TEST_QUEUE": f"encore_it_{uuid.uuid4().hex[:8]}",
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
     saved = {k: os.environ.get(k) for k in env if k.startswith("ENCORE_")}
@@ -50,6 +51,7 @@ def wf_app(it_env: dict[str, str]) -> Iterator[ModuleType]:
     for queue in broker.get_declared_queues():
         broker.flush(queue)
     yield module
+    _delete_queues(it_env["ENCORE_BROKER_URL"], it_env["ENCORE_TEST_QUEUE"])
     client = module.app.state.client
     for key in client.scan_iter(match=f"{it_env['ENCORE_KEY_PREFIX']}:*", count=1000):
         client.delete(key)
@@ -59,7 +61,7 @@ def wf_app(it_env: dict[str, str]) -> Iterator[ModuleType]:
 def workers(it_env: dict[str, str], wf_app: ModuleType, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
     group = [WorkerProcess(MODULE, it_env, tmp_path / f"worker-{n}.log").start() for n in range(2)]
     # Workers declare their queues when they boot; wait until both consume.
-    wait_until(lambda: _consumers(it_env["ENCORE_BROKER_URL"], "encore_it") >= 2, timeout=30)
+    assert wait_until(lambda: _consumers(it_env["ENCORE_BROKER_URL"], it_env["ENCORE_TEST_QUEUE"]) >= 2, timeout=30)
     try:
         yield group
     finally:
@@ -85,3 +87,15 @@ def _consumers(url: str, queue: str) -> int:
     finally:
         if connection.is_open:
             connection.close()
+
+
+def _delete_queues(url: str, queue: str) -> None:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            channel.queue_delete(name)
+    finally:
+        connection.close()

@@ -13,10 +13,9 @@ import pytest
 from tests.integration.workers import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.realservices
-QUEUE = "encore_it"
 
 
-def _publish(url: str, body: bytes, queue: str = QUEUE) -> None:
+def _publish(url: str, body: bytes, queue: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
         channel = connection.channel()
@@ -29,17 +28,17 @@ def _publish(url: str, body: bytes, queue: str = QUEUE) -> None:
         connection.close()
 
 
-def _body(actor: str, args: list[object], message_id: str, **options: object) -> bytes:
+def _body(queue: str, actor: str, args: list[object], message_id: str, **options: object) -> bytes:
     return json.dumps({
-        "queue_name": QUEUE, "actor_name": actor, "args": args, "kwargs": {}, "options": options,
+        "queue_name": queue, "actor_name": actor, "args": args, "kwargs": {}, "options": options,
         "message_id": message_id, "message_timestamp": int(time.time() * 1000),
     }).encode()
 
 
-def _dead_letters(url: str) -> int:
+def _dead_letters(url: str, queue: str) -> int:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
-        return int(connection.channel().queue_declare(f"{QUEUE}.XQ", passive=True).method.message_count)
+        return int(connection.channel().queue_declare(f"{queue}.XQ", passive=True).method.message_count)
     finally:
         connection.close()
 
@@ -50,10 +49,11 @@ def test_same_message_published_twice_runs_once(
     # Given a producer that knows only the queue, the actor name and the 7-key body
     message_id = str(uuid.uuid4())
     key = f"raw-{message_id[:8]}"
-    body = _body("ten_steps", [key, 1, 0.0], message_id)
+    queue = it_env["ENCORE_TEST_QUEUE"]
+    body = _body(queue, "ten_steps", [key, 1, 0.0], message_id)
     # When it publishes the same message twice
-    _publish(it_env["ENCORE_BROKER_URL"], body)
-    _publish(it_env["ENCORE_BROKER_URL"], body)
+    _publish(it_env["ENCORE_BROKER_URL"], body, queue)
+    _publish(it_env["ENCORE_BROKER_URL"], body, queue)
     # Then the workflow (id = message_id) runs once and its result is readable from here
     result = wf_app.app.get_invocation(message_id).wait(timeout=30)
     assert len(result["uuid"]) == 1
@@ -66,7 +66,9 @@ def test_workflow_id_option_names_the_workflow(
     it_env: dict[str, str], wf_app: ModuleType, workers: list[WorkerProcess]
 ) -> None:
     workflow_id = f"order-{uuid.uuid4().hex[:8]}"
-    _publish(it_env["ENCORE_BROKER_URL"], _body("order_workflow", ["R-1"], str(uuid.uuid4()), workflow_id=workflow_id))
+    queue = it_env["ENCORE_TEST_QUEUE"]
+    body = _body(queue, "order_workflow", ["R-1"], str(uuid.uuid4()), workflow_id=workflow_id)
+    _publish(it_env["ENCORE_BROKER_URL"], body, queue)
     result = wf_app.app.get_invocation(workflow_id).wait(timeout=30)
     assert result["order_id"] == "R-1"
     assert wf_app.app.get_invocation(workflow_id).workflow.workflow_id == workflow_id
@@ -75,12 +77,13 @@ def test_workflow_id_option_names_the_workflow(
 def test_unknown_task_and_malformed_body_are_dead_lettered_and_the_worker_keeps_serving(
     it_env: dict[str, str], wf_app: ModuleType, workers: list[WorkerProcess]
 ) -> None:
-    url = it_env["ENCORE_BROKER_URL"]
-    before = _dead_letters(url)
-    _publish(url, _body("no_such_task", [], str(uuid.uuid4())))
-    _publish(url, b"this is not json")
-    _publish(url, _body("order_workflow", ["bad"], str(uuid.uuid4()), encore={"kind": "result", "step": "x"}))
-    assert wait_until(lambda: _dead_letters(url) >= before + 3, timeout=30)
+    url, queue = it_env["ENCORE_BROKER_URL"], it_env["ENCORE_TEST_QUEUE"]
+    before = _dead_letters(url, queue)
+    _publish(url, _body(queue, "no_such_task", [], str(uuid.uuid4())), queue)
+    _publish(url, b"this is not json", queue)
+    bad_envelope = _body(queue, "order_workflow", ["bad"], str(uuid.uuid4()), encore={"kind": "result", "step": "x"})
+    _publish(url, bad_envelope, queue)
+    assert wait_until(lambda: _dead_letters(url, queue) >= before + 3, timeout=30)
     # The worker still serves the next message.
     assert wf_app.order_workflow.send("after-garbage").wait(timeout=30)["order_id"] == "after-garbage"
     logs = "".join(w.log.read_text(errors="replace") for w in workers)

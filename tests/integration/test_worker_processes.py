@@ -95,7 +95,7 @@ def test_sigkill_each_worker_during_a_ten_step_workflow(wf_app: ModuleType, work
     assert [s["i"] for s in result["steps"]] == list(range(10))
     data = wf_app.app.get_workflow_data(inv.invocation_id)
     assert [data[f"step_{i}"] for i in range(10)] == uuids
-    executions = {k.decode(): int(v) for k, v in state.client.hgetall(f"{wf_app._prefix}:executions").items()}
+    executions = {str(k): int(v) for k, v in state.client.hgetall(f"{wf_app._prefix}:executions").items()}
     assert all(executions.get(f"{key}:{i}", 0) >= 1 for i in range(10))
 
 

@@ -1,0 +1,386 @@
+"""The state backends' contract: every primitive behaves the same on memory, Redis and Redis Cluster.
+
+``state`` is parametrised over MemoryState (the reference), RedisState on the local Redis
+and RedisState on a throwaway 3-node Redis Cluster. Each Redis test uses a fresh key
+prefix and deletes its keys afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from redis.cluster import RedisCluster, key_slot
+
+from dramatiq_encore.errors import ConfigurationError
+from dramatiq_encore.identity import WorkflowIdentity, child_invocation_id, root_of
+from dramatiq_encore.state import Commit, MemoryState, RedisState, StateBackend, Trigger
+from dramatiq_encore.state.keys import Keys
+from dramatiq_encore.state.models import ErrorInfo, InvocationRecord, Outcome, ParentRef, ResolvedEntry, ValueEntry
+from tests.support.redis_cluster import redis_cluster
+from tests.support.services import redis_url
+
+MakeState = Callable[..., StateBackend]
+REDIS_KINDS = [pytest.param("redis", marks=pytest.mark.realservices), "cluster"]
+
+
+# -- fixtures -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
+
+
+def _url(kind: str, request: pytest.FixtureRequest) -> str:
+    if kind == "cluster":
+        return str(request.getfixturevalue("cluster_url"))
+    url = redis_url()
+    if url is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("CI=true and Redis is not available", pytrace=False)
+        pytest.skip("Redis not available: set ENCORE_TEST_REDIS_URL or start it on localhost")
+    return url
+
+
+def _factory(kind: str, request: pytest.FixtureRequest) -> Iterator[MakeState]:
+    made: list[StateBackend] = []
+    prefix = f"encore-contract-{uuid.uuid4().hex[:10]}"
+
+    def make(lease_ms: int = 5_000, retention: int = 3_600) -> StateBackend:
+        state: StateBackend
+        if kind == "memory":
+            state = MemoryState(lease_ms=lease_ms)
+        else:
+            state = RedisState.from_url(_url(kind, request), prefix=prefix, lease_ms=lease_ms, retention=retention)
+        made.append(state)
+        return state
+
+    yield make
+    for state in made:
+        if isinstance(state, RedisState):
+            for key in list(state.client.scan_iter(match=f"{prefix}:*")):
+                state.client.delete(key)  # one by one: keys of several roots live in several slots
+        state.close()
+
+
+@pytest.fixture(params=["memory", *REDIS_KINDS])
+def make_state(request: pytest.FixtureRequest) -> Iterator[MakeState]:
+    yield from _factory(request.param, request)
+
+
+@pytest.fixture(params=REDIS_KINDS)
+def make_redis(request: pytest.FixtureRequest) -> Iterator[MakeState]:
+    yield from _factory(request.param, request)
+
+
+@pytest.fixture
+def state(make_state: MakeState) -> StateBackend:
+    return make_state()
+
+
+# -- helpers --------------------------------------------------------------------------------
+def record(invocation_id: str, digest: str = "d0", parent: ParentRef | None = None) -> InvocationRecord:
+    identity = WorkflowIdentity.root(root_of(invocation_id), "flow")
+    return InvocationRecord(
+        invocation_id=invocation_id, task="flow", queue="default", identity=identity,
+        args=[1, "a"], kwargs={"big": 2**70}, digest=digest, seed=f"seed-{invocation_id}", parent=parent,
+    )
+
+
+def child_record(parent_id: str, step: int) -> InvocationRecord:
+    parent = ParentRef(invocation_id=parent_id, task="flow", queue="default", step=step)
+    return record(child_invocation_id(parent_id, step), digest=f"child-{step}", parent=parent)
+
+
+def entry(value: object) -> str:
+    return ValueEntry(k="random", v=value).model_dump_json()
+
+
+def start(state: StateBackend, invocation_id: str, rec: InvocationRecord | None = None) -> str:
+    delivery = state.deliver(invocation_id, Trigger.start(), rec or record(invocation_id))
+    assert delivery.token is not None, delivery
+    return delivery.token
+
+
+def finish_child(state: StateBackend, parent_id: str, step: int, outcome: Outcome) -> str:
+    child_id = child_invocation_id(parent_id, step)
+    token = start(state, child_id, child_record(parent_id, step))
+    status = "succeeded" if outcome.ok else "failed"
+    assert state.commit(child_id, token, Commit(entries=[], status=status, outcome=outcome)).ok
+    return child_id
+
+
+def suspend_on(state: StateBackend, invocation_id: str, *steps: int) -> None:
+    token = start(state, invocation_id)
+    commit = Commit(entries=[entry(0.5)], status="suspended", waiting=list(steps))
+    committed = state.commit(invocation_id, token, commit)
+    assert committed.ok and not committed.rerun
+
+
+# -- deliver --------------------------------------------------------------------------------
+def test_start_creates_the_invocation_and_grants_the_lease(state: StateBackend) -> None:
+    rec = record("wf-1")
+    delivery = state.deliver("wf-1", Trigger.start(), rec)
+    assert (delivery.exists, delivery.duplicate, delivery.status, delivery.locked) == (True, False, "running", False)
+    assert delivery.token
+    meta = state.get_meta("wf-1")
+    assert meta is not None and meta.record == rec and meta.status == "running" and meta.outcome is None
+
+
+def test_duplicate_start_gets_no_second_lease_while_held(state: StateBackend) -> None:
+    start(state, "wf-1")
+    again = state.deliver("wf-1", Trigger.start(), record("wf-1"))
+    assert (again.duplicate, again.token, again.locked, again.conflict) == (True, None, True, False)
+
+
+def test_start_with_other_arguments_conflicts_and_changes_nothing(state: StateBackend) -> None:
+    token = start(state, "wf-1")
+    state.release("wf-1", token)
+    clash = state.deliver("wf-1", Trigger.start(), record("wf-1", digest="other"))
+    assert (clash.conflict, clash.duplicate, clash.token) == (True, True, None)
+    meta = state.get_meta("wf-1")
+    assert meta is not None and meta.record.digest == "d0"
+
+
+def test_messages_for_unknown_invocations_create_nothing(state: StateBackend) -> None:
+    assert not state.deliver("ghost", Trigger.result(0, "ghost/0"), None).exists
+    assert not state.deliver("ghost", Trigger.start(), None).exists
+    assert state.get_meta("ghost") is None and state.load("ghost", 0) == (None, [])
+
+
+def test_result_resolves_the_step_once_with_the_childs_outcome(state: StateBackend) -> None:
+    # Given a workflow suspended on step 0 whose child succeeded
+    suspend_on(state, "wf-1", 0)
+    outcome = Outcome(ok=True, value={"n": 2**70, "s": 'quote " and \u00e9'}, invocation_id="wf-1/0")
+    child_id = finish_child(state, "wf-1", 0, outcome)
+    # When the child's result is delivered twice
+    first = state.deliver("wf-1", Trigger.result(0, child_id), None)
+    second = state.deliver("wf-1", Trigger.result(0, child_id), None)
+    # Then the step is resolved once, with the child's outcome, and the first gets the lease
+    assert first.token and not first.duplicate and first.status == "running"
+    assert second.duplicate and second.token is None and second.locked
+    _, journal = state.load("wf-1", 1)
+    assert journal == [ResolvedEntry(n=0, o=outcome).model_dump_json()]
+    assert not state.is_waiting_on("wf-1", 0)
+
+
+def test_result_of_an_unfinished_child_resolves_nothing(state: StateBackend) -> None:
+    suspend_on(state, "wf-1", 0)
+    start(state, "wf-1/0", child_record("wf-1", 0))
+    delivery = state.deliver("wf-1", Trigger.result(0, "wf-1/0"), None)
+    assert delivery.token is None and delivery.status == "suspended"
+    assert state.load("wf-1", 1)[1] == [] and state.is_waiting_on("wf-1", 0)
+
+
+def test_only_one_of_concurrent_deliveries_gets_the_lease(state: StateBackend) -> None:
+    barrier = threading.Barrier(8)
+    tokens: list[str | None] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        tokens.append(state.deliver("wf-1", Trigger.start(), record("wf-1")).token)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([token for token in tokens if token]) == 1
+
+
+# -- commit ---------------------------------------------------------------------------------
+def test_commit_with_waiting_steps_already_resolved_reruns_and_keeps_the_lease(state: StateBackend) -> None:
+    # Given a pass that started child 0, whose result arrives while the pass still runs
+    token = start(state, "wf-1")
+    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=3))
+    assert state.deliver("wf-1", Trigger.result(0, child_id), None).locked
+    # When the pass commits waiting on step 0
+    committed = state.commit("wf-1", token, Commit(entries=[entry(1)], status="suspended", waiting=[0]))
+    # Then it must run again at once, still holding the lease
+    assert committed.ok and committed.rerun
+    assert state.renew("wf-1", token)
+    meta = state.get_meta("wf-1")
+    assert meta is not None and meta.status == "running"
+    assert state.commit("wf-1", token, Commit(entries=[], status="succeeded", outcome=Outcome(ok=True))).ok
+
+
+def test_commit_waiting_on_unresolved_steps_suspends_and_releases(state: StateBackend) -> None:
+    token = start(state, "wf-1")
+    committed = state.commit("wf-1", token, Commit(entries=[entry(1)], status="suspended", waiting=[0, 1]))
+    assert committed.ok and not committed.rerun
+    meta = state.get_meta("wf-1")
+    assert meta is not None and meta.status == "suspended"
+    assert not state.renew("wf-1", token) and state.acquire("wf-1") is None
+    assert state.is_waiting_on("wf-1", 0) and state.is_waiting_on("wf-1", 1)
+
+
+def test_commit_with_a_wrong_token_writes_nothing(state: StateBackend) -> None:
+    start(state, "wf-1")
+    bad = Commit(entries=[entry(1)], status="succeeded", outcome=Outcome(ok=True), data={"wf-1": {"k": '"v"'}})
+    assert not state.commit("wf-1", "not-the-token", bad).ok
+    meta, journal = state.load("wf-1", 0)
+    assert meta is not None and meta.status == "running" and journal == []
+    assert state.workflow_data("wf-1") == {}
+
+
+def test_finished_commit_records_the_outcome_and_releases(state: StateBackend) -> None:
+    token = start(state, "wf-1")
+    error = ErrorInfo(type="ValueError", message="boom", traceback="tb")
+    outcome = Outcome(ok=False, error=error, invocation_id="wf-1")
+    assert state.commit("wf-1", token, Commit(entries=[entry(1)], status="failed", outcome=outcome)).ok
+    meta = state.get_meta("wf-1")
+    assert meta is not None and meta.status == "failed" and meta.outcome == outcome
+    assert state.acquire("wf-1") is None and not state.is_waiting_on("wf-1", 0)
+
+
+def test_commit_writes_workflow_data(state: StateBackend) -> None:
+    token = start(state, "wf-1")
+    data = {"wf-1": {"a": "1", "b": '{"x": [1, 2]}'}, "wf-1/3": {"c": '"child"'}}
+    assert state.commit("wf-1", token, Commit(entries=[], status="suspended", waiting=[9], data=data)).ok
+    assert state.workflow_data("wf-1") == data["wf-1"] and state.workflow_data("wf-1/3") == data["wf-1/3"]
+    assert state.read_data("wf-1", "b") == (True, '{"x": [1, 2]}')
+    assert state.read_data("wf-1", "missing") == (False, None) and state.workflow_data("other") == {}
+
+
+def test_large_commit_is_applied_whole(state: StateBackend) -> None:
+    # More values than one Lua unpack() takes: the script must send them in chunks.
+    token = start(state, "wf-1")
+    entries = [entry(i) for i in range(10_000)]
+    data = {"wf-1": {f"k{i}": str(i) for i in range(5_001)}}
+    assert state.commit("wf-1", token, Commit(entries=entries, status="suspended", waiting=[0], data=data)).ok
+    assert state.load("wf-1", 0)[1] == entries and state.workflow_data("wf-1") == data["wf-1"]
+
+
+# -- leases ---------------------------------------------------------------------------------
+def test_lease_expires_unless_renewed(make_state: MakeState) -> None:
+    state = make_state(lease_ms=150)
+    token = start(state, "wf-1")
+    time.sleep(0.1)
+    assert state.renew("wf-1", token)  # renewed: still held 100 ms into a 150 ms lease
+    time.sleep(0.1)
+    assert state.deliver("wf-1", Trigger.start(), record("wf-1")).locked
+    time.sleep(0.2)
+    assert not state.renew("wf-1", token)
+    assert not state.commit("wf-1", token, Commit(entries=[entry(1)], status="suspended", waiting=[0])).ok
+    assert state.load("wf-1", 0)[1] == []
+    assert state.acquire("wf-1") not in (None, token)
+
+
+def test_release_needs_the_owner_token(state: StateBackend) -> None:
+    token = start(state, "wf-1")
+    state.release("wf-1", "someone-else")
+    assert state.acquire("wf-1") is None
+    state.release("wf-1", token)
+    assert state.acquire("wf-1") is not None
+
+
+# -- reads ----------------------------------------------------------------------------------
+def test_load_from_an_index_returns_only_the_tail(state: StateBackend) -> None:
+    token = start(state, "wf-1")
+    entries = [entry(i) for i in range(5)]
+    assert state.commit("wf-1", token, Commit(entries=entries, status="suspended", waiting=[0])).ok
+    meta, tail = state.load("wf-1", 3)
+    assert meta is not None and meta.status == "suspended" and tail == entries[3:]
+    assert state.load("wf-1", 5)[1] == [] and state.load("wf-1", 0)[1] == entries
+
+
+def test_is_waiting_on_and_existing(state: StateBackend) -> None:
+    assert not state.is_waiting_on("wf-1", 0) and state.existing([]) == []
+    suspend_on(state, "wf-1", 0)
+    assert state.is_waiting_on("wf-1", 0) and state.is_waiting_on("wf-1", 1)
+    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=1))
+    state.deliver("wf-1", Trigger.result(0, child_id), None)
+    assert not state.is_waiting_on("wf-1", 0)
+    assert state.existing(["wf-1", child_id, "wf-1/1", "elsewhere"]) == [True, True, False, False]
+
+
+def test_wait_finished(state: StateBackend) -> None:
+    assert state.wait_finished("wf-1", timeout=0.05) is None
+    token = start(state, "wf-1")
+    pending = state.wait_finished("wf-1", timeout=0.05)
+    assert pending is not None and pending.status == "running"
+    finish = Commit(entries=[], status="succeeded", outcome=Outcome(ok=True, value=7))
+    threading.Timer(0.1, state.commit, ("wf-1", token, finish)).start()
+    began = time.monotonic()
+    meta = state.wait_finished("wf-1", timeout=5)
+    assert meta is not None and meta.status == "succeeded" and meta.outcome == Outcome(ok=True, value=7)
+    assert time.monotonic() - began < 1
+
+
+# -- Redis only: retention, key layout, connection errors ------------------------------------
+def _ttls(state: RedisState, root: str) -> dict[str, int]:
+    return {key: state.client.ttl(key) for key in state.client.scan_iter(match=f"{state.keys.prefix}:{{{root}}}:*")}
+
+
+def test_a_finished_root_gives_every_key_of_its_tree_the_retention(make_redis: MakeState) -> None:
+    state = make_redis(retention=120)
+    assert isinstance(state, RedisState)
+    token = start(state, "wf-1")
+    data = {"wf-1": {"a": "1"}}
+    assert state.commit("wf-1", token, Commit(entries=[entry(1)], status="suspended", waiting=[0], data=data)).ok
+    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=1))
+    assert all(ttl == -1 for ttl in _ttls(state, "wf-1").values())  # a child finishing starts no clock
+    token = state.deliver("wf-1", Trigger.result(0, child_id), None).token
+    assert token is not None
+    assert state.commit("wf-1", token, Commit(entries=[], status="succeeded", outcome=Outcome(ok=True))).ok
+    ttls = _ttls(state, "wf-1")
+    assert len(ttls) >= 8 and all(0 < ttl <= 120 for ttl in ttls.values()), ttls
+    # A key written after the root finished inherits the retention instead of living forever.
+    late = start(state, "wf-1/5", child_record("wf-1", 5))
+    assert state.commit("wf-1/5", late, Commit(entries=[entry(2)], status="suspended", waiting=[0])).ok
+    assert all(0 < ttl <= 120 for ttl in _ttls(state, "wf-1").values())
+
+
+def test_every_key_stays_under_the_prefix_and_the_roots_hash_tag(make_redis: MakeState) -> None:
+    state = make_redis()
+    assert isinstance(state, RedisState)
+    root = f"prefix-check-{uuid.uuid4().hex}"
+    suspend_on(state, root, 0)
+    finish_child(state, root, 0, Outcome(ok=True, value=1))
+    state.deliver(root, Trigger.result(0, f"{root}/0"), None)
+    keys = list(state.client.scan_iter(match=f"*{root}*"))
+    assert keys and all(key.startswith(f"{state.keys.prefix}:{{{root}}}:") for key in keys), keys
+    assert len({key_slot(key.encode()) for key in keys}) == 1
+
+
+def test_keys_of_one_tree_share_a_cluster_slot() -> None:
+    keys = Keys("encore")
+    ids = ["order-A-1", "order-A-1/0", "order-A-1/0/4", "order-A-1/12"]
+    names = [keys.registry(ids[0])] + [keys.data(i) for i in ids]
+    names += [name for i in ids for name in dataclasses.astuple(keys.invocation(i))]
+    assert len({key_slot(name.encode()) for name in names}) == 1
+    assert all(name.startswith("encore:{order-A-1}:") for name in names)
+
+
+def test_cluster_is_detected_from_the_url(cluster_url: str) -> None:
+    state = RedisState.from_url(cluster_url)
+    try:
+        assert isinstance(state.client, RedisCluster)
+    finally:
+        state.close()
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_unreachable_redis_is_a_configuration_error_without_the_password() -> None:
+    url = f"redis://user:s3cret-pw@127.0.0.1:{_dead_port()}/0"
+    with pytest.raises(ConfigurationError) as probing:
+        RedisState.from_url(url)
+    lazy = RedisState.from_url(url, cluster=False)  # no probe: the first command reports it
+    with pytest.raises(ConfigurationError) as first_command:
+        lazy.get_meta("wf-1")
+    for error in (probing.value, first_command.value):
+        message = str(error)
+        assert "s3cret-pw" not in message and "127.0.0.1" in message and "ENCORE_STATE_URL" in message
+        assert error.__cause__ is None and error.__suppress_context__
+    assert "s3cret-pw" not in lazy.describe() and lazy.describe().startswith("redis://user:***@127.0.0.1")
