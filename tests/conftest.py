@@ -36,6 +36,7 @@ class Harness:
         if self._worker is None:
             if self.kind == "redis":
                 for queue in self.app.broker.get_declared_queues():
+                    self.app.broker.declare_queue(queue, ensure=True)  # as a booted worker would
                     self.app.broker.flush(queue)
             self._worker = dramatiq.Worker(self.app.broker, worker_threads=threads, worker_timeout=20)
             self._worker.start()
