@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import EncoreError, TaskError
+from .errors import EncoreError, TaskError, WorkflowIdConflict
 from .identity import SEPARATOR, WorkflowIdentity
 from .state.models import FINISHED, InvocationMeta
 
@@ -23,10 +23,14 @@ class Invocation:
     A handle for an id no worker has seen yet reads ``pending`` and ``wait()`` waits.
     """
 
-    def __init__(self, app: Encore | None, invocation_id: str, *, task_name: str = "") -> None:
+    def __init__(
+        self, app: Encore | None, invocation_id: str, *, task_name: str = "", expected_digest: str | None = None
+    ) -> None:
         self._app = app
         self.invocation_id = invocation_id
         self._task_name = task_name
+        # A start with a chosen workflow id: the run found there must be the one this handle sent.
+        self._expected_digest = expected_digest
         self._identity: WorkflowIdentity | None = None
         self._result: Any = _UNSET
 
@@ -93,6 +97,8 @@ class Invocation:
         return self._unpack(meta)
 
     def _unpack(self, meta: InvocationMeta) -> Any:
+        if self._expected_digest is not None and meta.record.digest != self._expected_digest:
+            raise WorkflowIdConflict(self.invocation_id, meta.record.task)
         outcome = meta.outcome
         assert outcome is not None and self._app is not None
         if outcome.ok:

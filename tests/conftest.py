@@ -19,6 +19,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq_encore import Encore
 from dramatiq_encore.broker_config import EncoreSettings
 from dramatiq_encore.state import MemoryState
+from tests.support.redis_cluster import redis_cluster, require_redis_server
 from tests.support.services import require_real_services, stop_containers
 
 BACKENDS = ["memory", "redis"]
@@ -48,7 +49,7 @@ class Harness:
             self._worker = None
 
 
-def make_app(kind: str, prefix: str) -> Encore:
+def make_app(kind: str, prefix: str, state_url: str | None = None) -> Encore:
     settings = EncoreSettings(key_prefix=prefix)
     if kind == "memory":
         return Encore(broker=StubBroker(), state=MemoryState(), settings=settings)
@@ -59,7 +60,7 @@ def make_app(kind: str, prefix: str) -> Encore:
     from dramatiq_encore.state import RedisState
 
     broker = RabbitmqBroker(url=amqp, confirm_delivery=True)
-    state = RedisState.from_url(redis, prefix=prefix)
+    state = RedisState.from_url(state_url or redis, prefix=prefix)
     return Encore(broker=broker, state=state, settings=settings, default_queue=f"q-{prefix}")
 
 
@@ -83,15 +84,15 @@ def _delete_queues(app: Encore) -> None:
 
 
 @contextlib.contextmanager
-def running_harness(kind: str) -> Iterator[Harness]:
+def running_harness(kind: str, state_url: str | None = None) -> Iterator[Harness]:
     prefix = f"encore-test-{uuid.uuid4().hex[:10]}"
-    app = make_app(kind, prefix)
+    app = make_app(kind, prefix, state_url)
     h = Harness(kind, app)
     try:
         yield h
     finally:
         h.stop()
-        if kind == "redis":
+        if kind != "memory":
             _delete_queues(app)
             _cleanup_redis(app, prefix)
         app.close()
@@ -101,6 +102,23 @@ def running_harness(kind: str) -> Iterator[Harness]:
 @pytest.fixture(params=BACKENDS)
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     with running_harness(request.param) as h:
+        yield h
+
+
+@pytest.fixture(scope="session")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-node Redis Cluster on loopback ports, for the whole session."""
+    require_real_services()
+    require_redis_server()
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(params=[*BACKENDS, "cluster"])
+def scenario_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """The reference scenarios also run with state on a Redis Cluster (RabbitMQ broker)."""
+    url = request.getfixturevalue("cluster_url") if request.param == "cluster" else None
+    with running_harness("redis" if url else request.param, state_url=url) as h:
         yield h
 
 

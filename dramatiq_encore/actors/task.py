@@ -135,10 +135,11 @@ class Task(Generic[P, R]):
         for name in _CALLBACK_OPTIONS:
             if options.get(name) is not None:
                 options[name] = _callback_name(options[name])
+        args_digest = digest(json_args, json_kwargs)
         if workflow_id is not None:
             check_workflow_id(workflow_id)
             existing = self._app.state.get_meta(workflow_id)
-            if existing is not None and existing.record.digest != digest(json_args, json_kwargs):
+            if existing is not None and existing.record.digest != args_digest:
                 raise WorkflowIdConflict(workflow_id, existing.record.task)
             options["workflow_id"] = workflow_id
         check_size(f"arguments of {self.name}", [json_args, json_kwargs], self._app.settings.max_payload)
@@ -153,4 +154,5 @@ class Task(Generic[P, R]):
                 "check ENCORE_BROKER_URL and that RabbitMQ is running"
             ) from None
         self._app.ensure_worker()
-        return Invocation(self._app, workflow_id or message.message_id, task_name=self.name)
+        expected = args_digest if workflow_id is not None else None
+        return Invocation(self._app, workflow_id or message.message_id, task_name=self.name, expected_digest=expected)

@@ -6,7 +6,7 @@ of that journal, so a worker that already holds a prefix only loads the tail.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -99,5 +99,5 @@ class ResolvedEntry(BaseModel):
     o: Outcome
 
 
-JournalEntry = Annotated[Union[ValueEntry, StepEntry, ResolvedEntry], Field(discriminator="e")]
+JournalEntry = Annotated[ValueEntry | StepEntry | ResolvedEntry, Field(discriminator="e")]
 journal_entry = TypeAdapter(JournalEntry)

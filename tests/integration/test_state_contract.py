@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from redis.cluster import RedisCluster, key_slot
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from dramatiq_encore.errors import ConfigurationError
 from dramatiq_encore.identity import WorkflowIdentity, child_invocation_id, root_of
@@ -326,9 +327,9 @@ def test_a_finished_root_gives_every_key_of_its_tree_the_retention(make_redis: M
     assert state.commit("wf-1", token, Commit(entries=[entry(1)], status="suspended", waiting=[0], data=data)).ok
     child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=1))
     assert all(ttl == -1 for ttl in _ttls(state, "wf-1").values())  # a child finishing starts no clock
-    token = state.deliver("wf-1", Trigger.result(0, child_id), None).token
-    assert token is not None
-    assert state.commit("wf-1", token, Commit(entries=[], status="succeeded", outcome=Outcome(ok=True))).ok
+    resumed = state.deliver("wf-1", Trigger.result(0, child_id), None).token
+    assert resumed is not None
+    assert state.commit("wf-1", resumed, Commit(entries=[], status="succeeded", outcome=Outcome(ok=True))).ok
     ttls = _ttls(state, "wf-1")
     assert len(ttls) >= 8 and all(0 < ttl <= 120 for ttl in ttls.values()), ttls
     # A key written after the root finished inherits the retention instead of living forever.

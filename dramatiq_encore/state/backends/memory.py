@@ -76,9 +76,7 @@ class MemoryState(StateBackend):
             if not self._runnable(inv):
                 return Delivery(exists=True, duplicate=duplicate, status=inv.status)
             token = self._try_lock(inv)
-            return Delivery(
-                exists=True, duplicate=duplicate, status=inv.status, token=token, locked=token is None
-            )
+            return Delivery(exists=True, duplicate=duplicate, status=inv.status, token=token, locked=token is None)
 
     def _resolve(self, inv: _Invocation, trigger: Trigger) -> None:
         assert trigger.step is not None and trigger.child is not None
