@@ -25,8 +25,8 @@ from dramatiq.middleware.shutdown import Shutdown
 from dramatiq.threading import Interrupt
 
 from ..errors import EncoreError, MisuseError, PayloadTooLarge, WorkflowIdConflict
-from ..state.backend import Commit
-from ..state.models import FINISHED, InvocationRecord, Outcome, ParentRef, StepEntry
+from ..state.backend import Commit, Delivery
+from ..state.models import FINISHED, InvocationMeta, InvocationRecord, Outcome, ParentRef, StepEntry
 from .codec import ArgumentError, ResultError, check_size, digest
 from .context import WorkflowContext
 from .leases import LeaseKeeper
@@ -97,7 +97,8 @@ class Runtime:
             record = self._record(task, message, envelope, list(args), kwargs)
         trigger = envelope.trigger()
         invocation_id = envelope.invocation_id
-        delivery = self.state.deliver(invocation_id, trigger, record)
+        cached = self._cached_length(invocation_id)
+        delivery = self.state.deliver(invocation_id, trigger, record, load_from=cached)
         if delivery.conflict:
             logger.error("%s", WorkflowIdConflict(invocation_id, task.name))
             return
@@ -110,7 +111,7 @@ class Runtime:
             elif delivery.duplicate:
                 self._repair(invocation_id, trigger.key)
             return
-        self._drive(task, invocation_id, delivery.token, trigger.key, message)
+        self._drive(task, invocation_id, delivery, cached, trigger.key, message)
 
     def _refuse_pipelines(self, task: Task[Any, Any], message: MessageProxy) -> None:
         if "pipe_target" in message.options:
@@ -150,11 +151,23 @@ class Runtime:
         )
 
     # -- driving a held invocation ----------------------------------------------------------
-    def _drive(self, task: Task[Any, Any], invocation_id: str, token: str, origin: str, message: MessageProxy) -> None:
+    def _drive(
+        self,
+        task: Task[Any, Any],
+        invocation_id: str,
+        delivery: Delivery,
+        cached: int,
+        origin: str,
+        message: MessageProxy,
+    ) -> None:
+        token = delivery.token
+        assert token is not None
         self.leases.hold(invocation_id, token)
+        preloaded: Delivery | None = delivery
         try:
             while True:
-                snapshot = self._snapshot(invocation_id)
+                snapshot = self._snapshot(invocation_id, preloaded, cached)
+                preloaded = None
                 outcome = self._pass(task, snapshot, origin)
                 if outcome.retryable and self._will_retry(task, message, outcome.exception):
                     self.state.release(invocation_id, token)
@@ -174,10 +187,29 @@ class Runtime:
         finally:
             self.leases.drop(invocation_id)
 
-    def _snapshot(self, invocation_id: str) -> Snapshot:
+    def _cached_length(self, invocation_id: str) -> int:
+        with self._cache_lock:
+            snapshot = self._cache.get(invocation_id)
+            return 0 if snapshot is None else snapshot.length
+
+    def _snapshot(self, invocation_id: str, preloaded: Delivery | None = None, cached: int = 0) -> Snapshot:
+        """The invocation's snapshot: the cached prefix plus the journal's tail.
+
+        ``preloaded`` carries the tail that ``deliver`` returned with the lease; it is used
+        when the cache still ends where it ended when the delivery asked (another thread of
+        this process may have advanced it meanwhile), otherwise the tail is loaded again.
+        """
         with self._cache_lock:
             snapshot = self._cache.pop(invocation_id, None)
-        start = 0 if snapshot is None else snapshot.length
+        length = 0 if snapshot is None else snapshot.length
+        if preloaded is not None and preloaded.entries is not None and length == cached:
+            if preloaded.loaded_from == 0:
+                assert preloaded.record is not None
+                snapshot = Snapshot(InvocationMeta(record=preloaded.record, status="running"))
+            if snapshot is not None and snapshot.length == preloaded.loaded_from:
+                snapshot.apply(list(preloaded.entries))
+                return self._remember(invocation_id, snapshot)
+        start = length
         meta, tail = self.state.load(invocation_id, start)
         assert meta is not None, f"invocation {invocation_id} vanished while leased"
         if snapshot is None or snapshot.meta.record.seed != meta.record.seed:
@@ -186,6 +218,9 @@ class Runtime:
                 _, tail = self.state.load(invocation_id, 0)
         snapshot.meta = meta
         snapshot.apply(tail)
+        return self._remember(invocation_id, snapshot)
+
+    def _remember(self, invocation_id: str, snapshot: Snapshot) -> Snapshot:
         with self._cache_lock:
             self._cache[invocation_id] = snapshot
             while len(self._cache) > CACHE_SIZE:
@@ -271,7 +306,7 @@ class Runtime:
 
     def _finished(self, record: InvocationRecord, outcome: Outcome) -> None:
         status = "succeeded" if outcome.ok else "failed"
-        logger.info(
+        logger.debug(
             "invocation %s of %s (workflow %s) %s",
             record.invocation_id,
             record.task,

@@ -46,7 +46,13 @@ class Trigger(BaseModel):
 
 @dataclasses.dataclass(frozen=True)
 class Delivery:
-    """What :meth:`StateBackend.deliver` found and did."""
+    """What :meth:`StateBackend.deliver` found and did.
+
+    When the lease was granted and ``load_from`` was given, ``entries`` holds the journal
+    from ``loaded_from`` on (the same round trip as the delivery) and ``record`` the record
+    when ``loaded_from`` is 0. ``loaded_from`` is 0 when the journal is shorter than asked
+    (the id was reused after its retention): the caller's cached prefix is stale.
+    """
 
     exists: bool
     duplicate: bool
@@ -54,6 +60,9 @@ class Delivery:
     token: str | None = None
     locked: bool = False
     conflict: bool = False
+    record: InvocationRecord | None = None
+    entries: tuple[str, ...] | None = None
+    loaded_from: int = 0
 
 
 @dataclasses.dataclass
@@ -87,12 +96,15 @@ class StateBackend(abc.ABC):
     transient_errors: tuple[type[BaseException], ...] = ()
 
     @abc.abstractmethod
-    def deliver(self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None) -> Delivery:
+    def deliver(
+        self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None, load_from: int | None = None
+    ) -> Delivery:
         """Record ``trigger`` once; create the invocation from ``record`` on a start.
 
         Grants the lease (``Delivery.token``) when the invocation is active, waits on
-        nothing unresolved and is not held. A start whose record digest differs from the
-        stored one reports ``conflict``.
+        nothing unresolved and is not held; then, if ``load_from`` is given, also returns the
+        journal from that index (saving the :meth:`load` round trip). A start whose record
+        digest differs from the stored one reports ``conflict``.
         """
 
     @abc.abstractmethod

@@ -59,7 +59,9 @@ class MemoryState(StateBackend):
         return inv.status in ACTIVE and not inv.waiting
 
     # -- primitives ---------------------------------------------------------------------
-    def deliver(self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None) -> Delivery:
+    def deliver(
+        self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None, load_from: int | None = None
+    ) -> Delivery:
         with self._cond:
             inv = self._invocations.get(invocation_id)
             if inv is None:
@@ -76,7 +78,20 @@ class MemoryState(StateBackend):
             if not self._runnable(inv):
                 return Delivery(exists=True, duplicate=duplicate, status=inv.status)
             token = self._try_lock(inv)
-            return Delivery(exists=True, duplicate=duplicate, status=inv.status, token=token, locked=token is None)
+            if token is None:
+                return Delivery(exists=True, duplicate=duplicate, status=inv.status, locked=True)
+            if load_from is None:
+                return Delivery(exists=True, duplicate=duplicate, status=inv.status, token=token)
+            start = load_from if load_from <= len(inv.journal) else 0
+            return Delivery(
+                exists=True,
+                duplicate=duplicate,
+                status=inv.status,
+                token=token,
+                record=inv.record if start == 0 else None,
+                entries=tuple(inv.journal[start:]),
+                loaded_from=start,
+            )
 
     def _resolve(self, inv: _Invocation, trigger: Trigger) -> None:
         assert trigger.step is not None and trigger.child is not None

@@ -7,6 +7,7 @@ format lives in :mod:`dramatiq_encore.state.keys`. The semantics are those of
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import secrets
 import time
@@ -195,7 +196,9 @@ class RedisState(StateBackend):
         return secrets.token_hex(16)
 
     # -- primitives ---------------------------------------------------------------------
-    def deliver(self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None) -> Delivery:
+    def deliver(
+        self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None, load_from: int | None = None
+    ) -> Delivery:
         k = self.keys.invocation(invocation_id)
         child = k.meta if trigger.child is None else self.keys.meta(trigger.child)
         keys = [k.meta, k.journal, k.triggers, k.resolved, k.waiting, k.lock, k.registry, child]
@@ -208,15 +211,25 @@ class RedisState(StateBackend):
             "" if trigger.step is None else trigger.step,
             self._token(),
             self.lease_ms,
+            "" if load_from is None else load_from,
         ]
-        exists, duplicate, status, token, locked, conflict = self._do(self._deliver, keys, args)
-        return Delivery(
+        exists, duplicate, status, token, locked, conflict, *loaded = self._do(self._deliver, keys, args)
+        delivery = Delivery(
             exists=bool(exists),
             duplicate=bool(duplicate),
             status=_text(status),
             token=_text(token) or None,
             locked=bool(locked),
             conflict=bool(conflict),
+        )
+        if not loaded:
+            return delivery
+        start, rec, entries = loaded
+        return dataclasses.replace(
+            delivery,
+            record=InvocationRecord.model_validate_json(rec) if rec else None,
+            entries=tuple(_text(entry) for entry in entries),
+            loaded_from=int(start),
         )
 
     def acquire(self, invocation_id: str) -> str | None:

@@ -2,11 +2,14 @@
 -- result, then grant the replay lease when the invocation can make progress.
 -- KEYS: meta journal triggers resolved waiting lock registry child_meta
 --       (child_meta is the reporting child's meta on a result, else meta again)
--- ARGV: kind trigger_key record digest root step token lease_ms
+-- ARGV: kind trigger_key record digest root step token lease_ms load_from
 --       (record and digest are '' when no record was given; step is '' on a start)
--- Returns {exists, duplicate, status, token, locked, conflict} with token '' when not granted.
+-- Returns {exists, duplicate, status, token, locked, conflict} with token '' when not granted;
+-- when granted and load_from is given, also {start, record or '', journal[start..]}: the pass
+-- that follows needs no separate load. start falls back to 0 (with the record) when the
+-- journal is shorter than load_from, i.e. the caller's cached prefix belongs to an older run.
 local meta, journal, triggers, resolved, waiting, lock, registry, child_meta = unpack(KEYS)
-local kind, trigger_key, record, digest, root, step, token, lease_ms = unpack(ARGV)
+local kind, trigger_key, record, digest, root, step, token, lease_ms, load_from = unpack(ARGV)
 
 if redis.call('EXISTS', meta) == 0 then
   if kind ~= 'start' or record == '' then
@@ -40,6 +43,17 @@ if not ok then
   return {1, duplicate, status, '', 0, 0}
 end
 if take_lock(meta, lock, token, lease_ms) then
-  return {1, duplicate, 'running', token, 0, 0}
+  if load_from == '' then
+    return {1, duplicate, 'running', token, 0, 0}
+  end
+  local start = tonumber(load_from)
+  if start > redis.call('LLEN', journal) then
+    start = 0
+  end
+  local rec = ''
+  if start == 0 then
+    rec = redis.call('HGET', meta, 'rec')
+  end
+  return {1, duplicate, 'running', token, 0, 0, start, rec, redis.call('LRANGE', journal, start, -1)}
 end
 return {1, duplicate, status, '', 1, 0}
