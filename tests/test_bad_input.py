@@ -200,7 +200,7 @@ def test_swallowed_suspension_is_a_misuse_error_not_a_hang(harness: Harness) -> 
     def greedy() -> str:
         try:
             greedy.wf.execute_task(wf, "inner")
-        except BaseException:  # noqa: BLE001 - the misuse under test
+        except BaseException:
             pass
         return "swallowed"
 

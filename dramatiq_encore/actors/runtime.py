@@ -74,6 +74,12 @@ class Runtime:
                 message.message_id,
             )
             self._nudge(message, transient=True)
+        finally:
+            # The record keeps the callbacks and fires them once, at completion; dramatiq's
+            # Callbacks middleware must not fire them for this pass. Removed only now, so a
+            # re-sent copy (above) still carries them when the record could not be written.
+            for name in _CALLBACKS:
+                message.options.pop(name, None)
 
     def _handle(
         self, task: Task[Any, Any], message: MessageProxy, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -130,7 +136,7 @@ class Runtime:
     ) -> InvocationRecord:
         callbacks = {}
         for name in _CALLBACKS:
-            target = message.options.pop(name, None) or task.callbacks.get(name)
+            target = message.options.get(name) or task.callbacks.get(name)
             if target:
                 callbacks[name] = target
         return InvocationRecord(

@@ -1,0 +1,197 @@
+"""Named regression tests of the engine's recovery paths (found or checked by the chaos runner)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Middleware
+
+from dramatiq_encore import Encore
+from dramatiq_encore.actors.messages import ENVELOPE, NUDGES, ResultEnvelope
+from dramatiq_encore.state import MemoryState
+from tests.conftest import Harness
+
+WAIT = 20
+
+
+class Counter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+
+    def hit(self, key: str) -> None:
+        with self._lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+
+def _declare(app: Encore, counter: Counter, pause: float = 0.0) -> tuple[Any, Any]:
+    @app.task
+    def step(i: int) -> int:
+        counter.hit(f"step:{i}")
+        return i * 10
+
+    @app.task
+    def flow(n: int) -> list[int]:
+        out = []
+        for i in range(n):
+            out.append(flow.wf.execute_task(step, i).result)
+            time.sleep(pause)  # code between steps: a slow replay when pause is long
+        return out
+
+    return step, flow
+
+
+class _CountNudges(Middleware):
+    def __init__(self) -> None:
+        self.nudges = 0
+
+    def before_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int | None) -> None:
+        if NUDGES in message.options:
+            self.nudges += 1
+
+
+def test_result_arriving_while_the_parent_lease_is_held(harness: Harness) -> None:
+    # Given a workflow whose pass after step 1 is slow (it holds the lease for 1 s)
+    counter = Counter()
+    nudges = _CountNudges()
+    harness.app.broker.add_middleware(nudges)
+    _, flow = _declare(harness.app, counter, pause=1.0)
+    harness.start()
+    inv = flow.send(2)
+    state = harness.app.state
+    assert _until(lambda: any('"e":"res"' in e for e in state.load(inv.invocation_id, 0)[1]))
+    # When another result message for step 1 arrives while that pass runs
+    envelope = ResultEnvelope(invocation_id=inv.invocation_id, step=1, child=f"{inv.invocation_id}/1")
+    harness.app.broker.enqueue(flow.actor.message_with_options(args=(), **{ENVELOPE: envelope.model_dump()}))
+    # Then it is re-sent shortly instead of waiting or failing, and nothing runs twice
+    assert inv.wait(timeout=WAIT) == [0, 10]
+    assert counter.counts == {"step:0": 1, "step:1": 1}
+    assert nudges.nudges >= 1
+
+
+def test_redelivered_start_after_the_workflow_finished(harness: Harness) -> None:
+    counter = Counter()
+    _, flow = _declare(harness.app, counter)
+    harness.start()
+    inv = flow.send_with_options(args=(3,), workflow_id="done-once")
+    assert inv.wait(timeout=WAIT) == [0, 10, 20]
+    # When the start message is delivered again (a redelivery after a crash)
+    harness.app.broker.enqueue(flow.actor.message_with_options(args=(3,), workflow_id="done-once"))
+    time.sleep(0.5)
+    # Then nothing runs again and the result is unchanged
+    assert counter.counts == {"step:0": 1, "step:1": 1, "step:2": 1}
+    assert harness.app.get_invocation("done-once").wait(timeout=1) == [0, 10, 20]
+
+
+def test_duplicate_result_for_a_finished_parent_is_harmless(harness: Harness) -> None:
+    counter = Counter()
+    _, flow = _declare(harness.app, counter)
+    harness.start()
+    inv = flow.send(2)
+    assert inv.wait(timeout=WAIT) == [0, 10]
+    envelope = ResultEnvelope(invocation_id=inv.invocation_id, step=2, child=f"{inv.invocation_id}/2")
+    message = flow.actor.message_with_options(args=(), **{ENVELOPE: envelope.model_dump()})
+    harness.app.broker.enqueue(message)
+    time.sleep(0.5)
+    assert counter.counts == {"step:0": 1, "step:1": 1}
+    assert inv.wait(timeout=1) == [0, 10]
+
+
+def test_lease_renewed_during_a_slow_replay() -> None:
+    # Given a lease of 300 ms and code between steps that takes 1 s
+    broker = StubBroker()
+    app = Encore(broker=broker, state=MemoryState(lease_ms=300))
+    counter = Counter()
+    _, flow = _declare(app, counter, pause=1.0)
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=20)
+    worker.start()
+    try:
+        # Then the renewed lease keeps the pass alone: each step runs once, no conflict
+        assert flow.send(2).wait(timeout=WAIT) == [0, 10]
+        assert counter.counts == {"step:0": 1, "step:1": 1}
+    finally:
+        worker.stop()
+
+
+class _FailOnce(Middleware):
+    """Fails the first publish of a child's start message: a crash between commit and publish."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def before_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int | None) -> None:
+        envelope = message.options.get(ENVELOPE) or {}
+        if not self.failed and envelope.get("kind") == "start":
+            self.failed = True
+            raise ConnectionError("broker went away after the commit")
+
+
+def test_child_start_lost_between_commit_and_publish_is_republished() -> None:
+    broker = StubBroker()
+    broker.add_middleware(_FailOnce())
+    app = Encore(broker=broker, state=MemoryState())
+    counter = Counter()
+    _, flow = _declare(app, counter)
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=20)
+    worker.start()
+    try:
+        # The pass committed step 1, the publish failed, dramatiq retried the trigger: the
+        # duplicate trigger re-sends the start of the step its pass created.
+        assert flow.send(2).wait(timeout=WAIT) == [0, 10]
+        assert counter.counts == {"step:0": 1, "step:1": 1}
+    finally:
+        worker.stop()
+
+
+class _FlakyOnce(MemoryState):
+    """The store is unreachable for exactly one delivery (a restart, a failover)."""
+
+    transient_errors = (ConnectionError,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def deliver(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("store restarting")
+        return super().deliver(*args, **kwargs)
+
+
+def test_callback_survives_a_transient_store_error() -> None:
+    broker = StubBroker()
+    app = Encore(broker=broker, state=_FlakyOnce())
+    called = threading.Event()
+
+    @dramatiq.actor(broker=broker, actor_name="on_done")
+    def on_done(message: dict[str, Any], result: Any) -> None:
+        called.set()
+
+    @app.task
+    def job() -> int:
+        return 42
+
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=20)
+    worker.start()
+    try:
+        assert job.send_with_options(on_success=on_done).wait(timeout=WAIT) == 42
+        assert called.wait(5), "on_success was lost with the re-sent message"
+    finally:
+        worker.stop()
+
+
+def _until(condition: Any, timeout: float = WAIT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except AttributeError:
+            pass
+        time.sleep(0.01)
+    return False
