@@ -23,6 +23,13 @@ WAIT = 15.0
 UTC = dt.UTC
 
 
+
+@pytest.fixture
+def harness(scenario_harness: Harness) -> Harness:
+    """The reference scenarios run on memory, on RabbitMQ + Redis, and on a 3-node Redis Cluster."""
+    return scenario_harness
+
+
 def is_uuid4(text: str) -> bool:
     value = uuid.UUID(text)
     return value.version == 4 and value.variant == uuid.RFC_4122 and str(value) == text

@@ -44,4 +44,6 @@ def test_worker_environment_and_scaling() -> None:
     assert "container_name" not in worker and "ports" not in worker
     assert worker["command"][:2] == ["encore", "worker"]
     demo = _compose()["services"]["demo"]
-    assert demo["command"][:2] == ["encore", "start"] and demo["restart"] == "no"
+    script = " ".join(demo["command"])
+    assert "encore start examples.order_processing.run:handle_order" in script and "encore result" in script
+    assert demo["restart"] == "no"
