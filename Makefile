@@ -21,8 +21,14 @@ lint: $(BIN)/encore
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(BIN)/encore
+bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost
 	$(BIN)/python benchmarks/step_latency.py
+
+chaos: $(BIN)/encore   ## long chaos run: 300 workflows, 30+ faults
+	$(BIN)/python -m chaos.run --workflows 300 --seed 1
+
+chaos-short: $(BIN)/encore   ## the short chaos run CI does
+	$(BIN)/python -m chaos.run --short
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
