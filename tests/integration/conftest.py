@@ -17,7 +17,7 @@ from tests.support.services import require_real_services
 MODULE = "tests.integration.wf_app"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def it_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     amqp, redis_url = require_real_services()
     env = {
@@ -41,12 +41,13 @@ def it_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
                 os.environ[k] = v
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def wf_app(it_env: dict[str, str]) -> Iterator[ModuleType]:
-    """The same module the workers import, configured the same way, for sending and reading."""
+    """The same module the workers import, configured the same way, for sending and reading.
+
+    Imported once per session: its tasks are actors on the process's one RabbitMQ broker.
+    """
     module = importlib.import_module(MODULE)
-    module = importlib.reload(module) if getattr(module, "_loaded_prefix", None) != it_env["ENCORE_KEY_PREFIX"] else module
-    module._loaded_prefix = it_env["ENCORE_KEY_PREFIX"]  # type: ignore[attr-defined]
     broker = module.app.broker
     for queue in broker.get_declared_queues():
         broker.flush(queue)
