@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
@@ -12,6 +14,7 @@ from dramatiq.middleware import Middleware
 
 from dramatiq_encore import Encore
 from dramatiq_encore.actors.messages import ENVELOPE, NUDGES, ResultEnvelope
+from dramatiq_encore.broker_config.embedded import EmbeddedWorker
 from dramatiq_encore.state import MemoryState
 from tests.conftest import Harness
 
@@ -101,20 +104,29 @@ def test_duplicate_result_for_a_finished_parent_is_harmless(harness: Harness) ->
     assert inv.wait(timeout=1) == [0, 10]
 
 
+@contextlib.contextmanager
+def _embedded(state: MemoryState, *middleware: Middleware) -> Iterator[tuple[Encore, EmbeddedWorker]]:
+    """An app on its own stub broker (with extra middleware) and a worker to start once tasks exist."""
+    broker = StubBroker()
+    for extra in middleware:
+        broker.add_middleware(extra)
+    app = Encore(broker=broker, state=state)
+    worker = EmbeddedWorker(broker, threads=4)
+    try:
+        yield app, worker
+    finally:
+        worker.stop()
+
+
 def test_lease_renewed_during_a_slow_replay() -> None:
     # Given a lease of 300 ms and code between steps that takes 1 s
-    broker = StubBroker()
-    app = Encore(broker=broker, state=MemoryState(lease_ms=300))
     counter = Counter()
-    _, flow = _declare(app, counter, pause=1.0)
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=20)
-    worker.start()
-    try:
+    with _embedded(MemoryState(lease_ms=300)) as (app, worker):
+        _, flow = _declare(app, counter, pause=1.0)
+        worker.start()
         # Then the renewed lease keeps the pass alone: each step runs once, no conflict
         assert flow.send(2).wait(timeout=WAIT) == [0, 10]
         assert counter.counts == {"step:0": 1, "step:1": 1}
-    finally:
-        worker.stop()
 
 
 class _FailOnce(Middleware):
@@ -131,20 +143,14 @@ class _FailOnce(Middleware):
 
 
 def test_child_start_lost_between_commit_and_publish_is_republished() -> None:
-    broker = StubBroker()
-    broker.add_middleware(_FailOnce())
-    app = Encore(broker=broker, state=MemoryState())
     counter = Counter()
-    _, flow = _declare(app, counter)
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=20)
-    worker.start()
-    try:
+    with _embedded(MemoryState(), _FailOnce()) as (app, worker):
+        _, flow = _declare(app, counter)
+        worker.start()
         # The pass committed step 1, the publish failed, dramatiq retried the trigger: the
         # duplicate trigger re-sends the start of the step its pass created.
         assert flow.send(2).wait(timeout=WAIT) == [0, 10]
         assert counter.counts == {"step:0": 1, "step:1": 1}
-    finally:
-        worker.stop()
 
 
 class _FlakyOnce(MemoryState):
@@ -164,25 +170,20 @@ class _FlakyOnce(MemoryState):
 
 
 def test_callback_survives_a_transient_store_error() -> None:
-    broker = StubBroker()
-    app = Encore(broker=broker, state=_FlakyOnce())
     called = threading.Event()
+    with _embedded(_FlakyOnce()) as (app, worker):
 
-    @dramatiq.actor(broker=broker, actor_name="on_done")
-    def on_done(message: dict[str, Any], result: Any) -> None:
-        called.set()
+        @dramatiq.actor(broker=app.broker, actor_name="on_done")
+        def on_done(message: dict[str, Any], result: Any) -> None:
+            called.set()
 
-    @app.task
-    def job() -> int:
-        return 42
+        @app.task
+        def job() -> int:
+            return 42
 
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=20)
-    worker.start()
-    try:
+        worker.start()
         assert job.send_with_options(on_success=on_done).wait(timeout=WAIT) == 42
         assert called.wait(5), "on_success was lost with the re-sent message"
-    finally:
-        worker.stop()
 
 
 def _until(condition: Any, timeout: float = WAIT) -> bool:
