@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 import dramatiq
 import dramatiq.broker
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.errors import BrokerConnectionError
 
+from .actors.codec import check_size, to_json_value
+from .actors.messages import CancelEnvelope, SignalEnvelope
 from .actors.runtime import Runtime
 from .actors.task import Task
 from .broker_config import EncoreSettings, load_settings, make_broker, redact
 from .broker_config.embedded import EmbeddedWorker
 from .broker_config.middleware import install
+from .errors import BrokerUnavailable, EncoreError
 from .invocation import Invocation
 from .state.backend import StateBackend
 from .state.backends.memory import MemoryState
+from .state.models import InvocationMeta
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +108,65 @@ class Encore:
     def get_workflow_data(self, workflow_id: str) -> dict[str, Any]:
         """The workflow's ``set_data`` values, from any process."""
         return {key: json.loads(value) for key, value in self.state.workflow_data(workflow_id).items()}
+
+    # -- talking to running workflows ----------------------------------------------------
+    def signal(
+        self, workflow_id: str, name: str, payload: Any = None, *, signal_id: str | None = None, timeout: float = 10.0
+    ) -> str:
+        """Send signal ``name`` with ``payload`` (any JSON value) to a workflow; returns the signal's id.
+
+        The workflow receives it with ``wf.wait_for_signal(name)``, now or later: a signal that
+        arrives before the workflow waits for it is kept. ``signal_id`` makes sending
+        idempotent (the same id is recorded once). The workflow must exist: when no worker has
+        started it yet, this waits up to ``timeout`` seconds for it. A signal to a finished
+        workflow is ignored. Any producer can send the same message without this library:
+        see :class:`~dramatiq_encore.actors.messages.SignalEnvelope` for its body.
+
+        >>> app.signal("order-A-1", "approval", {"approved": True, "by": "ada"})
+        """
+        meta = self._workflow(workflow_id, timeout)
+        value = to_json_value(payload, f"payload of signal {name!r}")
+        check_size(f"payload of signal {name!r}", value, self.settings.max_payload)
+        signal_id = signal_id or uuid.uuid4().hex
+        envelope = SignalEnvelope(invocation_id=workflow_id, name=name, payload=value, signal_id=signal_id)
+        self._send_to(meta, envelope.model_dump(mode="json"))
+        return signal_id
+
+    def cancel(self, workflow_id: str, reason: str = "", *, timeout: float = 10.0) -> None:
+        """Cancel a running workflow.
+
+        At its next step (``execute_task``, ``gather``, ``sleep``, ``wait_for_signal``...) the
+        workflow raises :class:`~dramatiq_encore.errors.WorkflowCancelled`; its ``finally`` (or
+        ``except``) blocks may still run cleanup steps. It then ends with status
+        ``cancelled``, its ``wait()`` raises ``TaskError`` with ``error_type == "Cancelled"``,
+        and its unfinished children are cancelled too. Cancelling a finished workflow does
+        nothing.
+
+        >>> app.cancel("order-A-1", reason="customer withdrew")
+        """
+        meta = self._workflow(workflow_id, timeout)
+        self._send_to(meta, CancelEnvelope(invocation_id=workflow_id, reason=reason).model_dump(mode="json"))
+
+    def _workflow(self, workflow_id: str, timeout: float) -> InvocationMeta:
+        deadline = time.monotonic() + timeout
+        while (meta := self.state.get_meta(workflow_id)) is None:
+            if time.monotonic() >= deadline:
+                raise EncoreError(
+                    f"no workflow {workflow_id!r} exists (no worker started it within {timeout} s); "
+                    "check the id, and that workers are running"
+                )
+            time.sleep(0.01)
+        return meta
+
+    def _send_to(self, meta: InvocationMeta, envelope: dict[str, Any]) -> None:
+        record = meta.record
+        try:
+            self.runtime.outbox.send(record.queue, record.task, [], {}, envelope)
+        except BrokerConnectionError as exc:
+            raise BrokerUnavailable(
+                f"could not send a {envelope['kind']} to workflow {record.invocation_id!r}: the broker at "
+                f"{self.describe_broker()} is unreachable ({exc})"
+            ) from None
 
     def load_result(self, task_name: str, value: Any) -> Any:
         task = self.tasks.get(task_name)

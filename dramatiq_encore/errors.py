@@ -96,3 +96,21 @@ class PayloadTooLarge(EncoreError):
 
 class BrokerUnavailable(EncoreError):
     """The message broker could not be reached."""
+
+
+class StepTimeout(EncoreError, TimeoutError):
+    """A workflow step did not finish in time (``wait_for_signal`` or ``execute_task_with_options``).
+
+    Raised deterministically inside the workflow: every replay raises it at the same step.
+    A ``TimeoutError`` too, so ``except TimeoutError`` catches it.
+    """
+
+
+class WorkflowCancelled(EncoreError):
+    """Raised inside a workflow at its next step after ``app.cancel(workflow_id)``.
+
+    Cleanup steps may run in ``finally`` (or ``except WorkflowCancelled``) blocks; when the
+    error leaves the workflow function, the invocation ends with status ``cancelled``.
+    """
+
+    error_type = "Cancelled"

@@ -12,46 +12,25 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from ..errors import EncoreError, NonDeterminismError, TaskError
-from ..identity import WorkflowIdentity, child_invocation_id
-from ..state.models import Outcome, StepEntry, ValueEntry
-from .codec import TaskCodec, check_size, digest, to_json_value
+from ..errors import EncoreError
+from ..state.models import ValueEntry
+from .codec import to_json_value
+from .pass_state import DEFAULT_MAX_PAYLOAD, ContinueAsNew, Suspend
+from .steps import StepHandle, StepOperations, StepTarget
 
 if TYPE_CHECKING:
-    from ..invocation import Invocation
     from .replay import Snapshot
 
-T = TypeVar("T")
+__all__ = ["StepHandle", "StepTarget", "Suspend", "WorkflowContext", "current_context"]
 
-DEFAULT_MAX_PAYLOAD = 1024 * 1024
+T = TypeVar("T")
+PATCH_STREAM = "patch"
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("dramatiq_encore_workflow", default=None)
-
-
-class Suspend(BaseException):
-    """Unwinds a workflow function that must wait for a step.
-
-    Derived from ``BaseException`` on purpose: user code written as ``try: ... except
-    Exception:`` (as in the reference examples) must not swallow a suspension.
-    """
-
-
-class StepTarget(Protocol):
-    """What the engine needs from a task used as a step (``Task`` satisfies it)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def queue_name(self) -> str: ...
-    @property
-    def force_new_workflow(self) -> bool: ...
-    @property
-    def codec(self) -> TaskCodec: ...
 
 
 def current_context() -> WorkflowContext:
@@ -79,8 +58,12 @@ class _Deterministic:
         return self._ctx.side_effect(name, fn)
 
 
-class WorkflowContext:
-    """Deterministic operations of one pass over one invocation."""
+class WorkflowContext(StepOperations):
+    """The ``wf`` operations of one pass over one invocation.
+
+    Deterministic values and workflow data live here; steps (child tasks, parallel steps,
+    timers, signals) in :class:`~.steps.StepOperations`.
+    """
 
     def __init__(
         self,
@@ -91,67 +74,11 @@ class WorkflowContext:
         origin: str,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
-        self.snapshot = snapshot
+        super().__init__(snapshot, clock=clock, origin=origin, max_payload=max_payload)
         self._read_data = read_data
-        self._clock = clock
-        self._origin = origin
-        self._max_payload = max_payload
-        self._counters: defaultdict[str, int] = defaultdict(int)
-        self._step = 0
         self._last_now: dt.datetime | None = None
-        self.entries: list[ValueEntry | StepEntry] = []
-        self.new_steps: list[StepEntry] = []
-        self.data_writes: dict[str, str] = {}
-        self.waiting: list[int] = []
-        self.suspending = False
-        self.fatal: EncoreError | None = None
+        self._patches: set[str] = set()
         self.deterministic = _Deterministic(self)
-
-    # -- identity ---------------------------------------------------------------------
-    @property
-    def identity(self) -> WorkflowIdentity:
-        return self.snapshot.meta.record.identity
-
-    @property
-    def invocation_id(self) -> str:
-        return self.snapshot.meta.record.invocation_id
-
-    @property
-    def step_count(self) -> int:
-        """Steps recorded so far in this invocation (including this pass's new ones)."""
-        return max(self._step, len(self.snapshot.steps))
-
-    # -- plumbing -----------------------------------------------------------------------
-    def _check_live(self) -> None:
-        # Once a pass suspends or hit non-determinism, nothing more is recorded: user code
-        # that keeps going (a finally block, a swallowed error) cannot add steps or values.
-        if self.fatal is not None:
-            raise self.fatal
-        if self.suspending:
-            raise Suspend()
-
-    def _nondeterminism(self, where: str, recorded: str, requested: str) -> NonDeterminismError:
-        self.fatal = NonDeterminismError(self.identity.workflow_id, self.invocation_id, where, recorded, requested)
-        return self.fatal
-
-    def _value(self, kind: str, produce: Callable[[int], Any], name: str | None = None) -> Any:
-        self._check_live()
-        index = self._counters[kind]
-        self._counters[kind] = index + 1
-        recorded = self.snapshot.values.get(kind, ())
-        if index < len(recorded):
-            entry = recorded[index]
-            if entry.name != name:
-                raise self._nondeterminism(f"{kind} #{index + 1}", repr(entry.name), repr(name))
-            return entry.v
-        value = produce(index)
-        self.entries.append(ValueEntry(k=kind, v=value, name=name))
-        return value
-
-    def _suspend(self, waiting: list[int]) -> Suspend:
-        self.waiting = waiting
-        self.suspending = True
-        return Suspend()
 
     # -- deterministic values -----------------------------------------------------------
     def random(self) -> float:
@@ -216,57 +143,43 @@ class WorkflowContext:
         found, value = self._value("get_data", produce, name=key)
         return value if found else default
 
-    # -- steps --------------------------------------------------------------------------
-    def execute_task(self, task: StepTarget, *args: Any, **kwargs: Any) -> Invocation:
-        """Run ``task`` as the next step and return its finished :class:`Invocation`.
+    # -- versioning -------------------------------------------------------------------
+    def patched(self, change_id: str) -> bool:
+        """Whether this run takes the new code path of change ``change_id``.
 
-        The first time, this sends the child's message and suspends the workflow; when the
-        child's result arrives the workflow replays and this call returns it (or raises
-        :class:`TaskError` when the child failed).
+        True in a run that reaches this point with the new code (the choice is recorded, so
+        its replays say True too); False when replaying a history that the old code already
+        took past this point (it recorded later steps), so the old path keeps matching it.
+
+        >>> if wf.patched("send-receipt"):
+        ...     wf.execute_task(send_receipt, order_id)   # new code
+        ... else:
+        ...     wf.execute_task(send_email, order_id)     # what running workflows did
         """
         self._check_live()
-        self._step += 1
-        n = self._step
-        json_args, json_kwargs = task.codec.dump_args(args, kwargs)
-        check_size(f"arguments of step {n} ({task.name})", [json_args, json_kwargs], self._max_payload)
-        requested = digest(json_args, json_kwargs)
-        recorded = self.snapshot.steps.get(n)
-        if recorded is None:
-            self._new_step(n, task, json_args, json_kwargs, requested)
-            raise self._suspend([n])
-        if recorded.task != task.name or recorded.digest != requested:
-            raise self._nondeterminism(
-                f"step {n}",
-                f"{recorded.task}(args digest {recorded.digest})",
-                f"{task.name}(args digest {requested})",
-            )
-        outcome = self.snapshot.results.get(n)
-        if outcome is None:
-            raise self._suspend([n])
-        return self._resolved(task, recorded, outcome)
+        if change_id in self._patches or any(e.name == change_id for e in self.snapshot.values.get(PATCH_STREAM, ())):
+            return True
+        if self.snapshot.steps and max(self.snapshot.steps) > self._step:
+            return False
+        self._patches.add(change_id)
+        self.entries.append(ValueEntry(k=PATCH_STREAM, v=True, name=change_id))
+        return True
 
-    def _new_step(self, n: int, task: StepTarget, args: list[Any], kwargs: dict[str, Any], args_digest: str) -> None:
-        child = child_invocation_id(self.invocation_id, n)
-        identity = self.identity.child_workflow(child, task.name) if task.force_new_workflow else self.identity
-        entry = StepEntry(
-            n=n,
-            task=task.name,
-            queue=task.queue_name,
-            digest=args_digest,
-            child=child,
-            identity=identity,
-            args=args,
-            kwargs=kwargs,
-            origin=self._origin,
-        )
-        self.entries.append(entry)
-        self.new_steps.append(entry)
+    def continue_as_new(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """End this run and start the workflow again from the top with these arguments.
 
-    def _resolved(self, task: StepTarget, step: StepEntry, outcome: Outcome) -> Invocation:
-        from ..invocation import Invocation
+        Keeps a long-lived workflow's history bounded: the invocation (same id, same handle,
+        same workflow data) starts a fresh journal, with fresh deterministic streams, and
+        step numbers that go on from this run's. Signals not consumed yet are carried over;
+        children still running are not waited for. Nothing after this call runs.
 
-        if outcome.ok:
-            return Invocation.finished(step.child, step.identity, task.codec.load_result(outcome.value))
-        error = outcome.error
-        assert error is not None
-        raise TaskError(error.type, error.message, error.traceback, outcome.invocation_id or step.child)
+        >>> def poll_inbox(cursor: int) -> None:
+        ...     for _ in range(100):
+        ...         cursor = wf.execute_task(fetch_page, cursor).result
+        ...     wf.continue_as_new(cursor)
+        """
+        self._check_live()
+        self._cancel_point(done=False)
+        self.continued = (args, kwargs)
+        self.suspending = True
+        raise ContinueAsNew()

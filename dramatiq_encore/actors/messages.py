@@ -44,15 +44,74 @@ class ResultEnvelope(BaseModel):
         return Trigger.result(self.step, self.child)
 
 
-Envelope = Annotated[StartEnvelope | ResultEnvelope, Field(discriminator="kind")]
+class TimerEnvelope(BaseModel):
+    """Wake-up for timer step ``step`` of ``invocation_id``, due at ``due`` (epoch seconds).
+
+    Sent to the invocation's own actor with a dramatiq delay of at most :data:`MAX_HOP_S`; a
+    worker that receives it early sends it on with the remaining delay.
+    """
+
+    kind: Literal["timer"] = "timer"
+    invocation_id: str
+    step: int
+    due: float
+
+    def trigger(self) -> Trigger:
+        return Trigger.timer(self.step)
+
+
+class SignalEnvelope(BaseModel):
+    """Signal ``name`` with ``payload`` for the workflow whose root invocation is ``invocation_id``.
+
+    Any producer may send it as a plain dramatiq message to the workflow's task (its actor
+    and queue); the body is::
+
+        {"queue_name": "<the task's queue>", "actor_name": "<the task's name>",
+         "args": [], "kwargs": {},
+         "options": {"encore": {"kind": "signal", "invocation_id": "<workflow id>",
+                                "name": "approval", "payload": {"ok": true},
+                                "signal_id": "<unique id>"}},
+         "message_id": "<unique id>", "message_timestamp": <ms since the epoch>}
+
+    ``signal_id`` makes delivery idempotent (a duplicated message is recorded once); when it
+    is omitted, the message's ``message_id`` is used. ``payload`` is any JSON value.
+    """
+
+    kind: Literal["signal"] = "signal"
+    invocation_id: str
+    name: str
+    payload: Any = None
+    signal_id: str = ""
+
+    def trigger(self) -> Trigger:
+        return Trigger.signal(self.name, self.payload, self.signal_id)
+
+
+class CancelEnvelope(BaseModel):
+    """Cancel invocation ``invocation_id`` (sent by ``app.cancel`` and to a cancelled parent's children)."""
+
+    kind: Literal["cancel"] = "cancel"
+    invocation_id: str
+    reason: str = ""
+
+    def trigger(self) -> Trigger:
+        return Trigger.cancel(self.reason)
+
+
+AnyEnvelope = StartEnvelope | ResultEnvelope | TimerEnvelope | SignalEnvelope | CancelEnvelope
+Envelope = Annotated[AnyEnvelope, Field(discriminator="kind")]
 _envelope = TypeAdapter(Envelope)
+#: The longest dramatiq delay of a timer message: workers never hold one for longer.
+MAX_HOP_S = 30.0
+#: A timer message this close to its due time counts as due (dramatiq's eta has 1 ms steps).
+DUE_SLACK_S = 0.005
 
 
 class MalformedMessage(EncoreError):
     """A message whose encore envelope or workflow id is invalid."""
 
 
-def read_envelope(options: dict[str, Any], message_id: str, task_name: str) -> StartEnvelope | ResultEnvelope:
+def read_envelope(options: dict[str, Any], message_id: str, task_name: str) -> AnyEnvelope:
     """The envelope of a message, or a root start for a plain producer message."""
     raw = options.get(ENVELOPE)
     if raw is None:
@@ -63,8 +122,11 @@ def read_envelope(options: dict[str, Any], message_id: str, task_name: str) -> S
             raise MalformedMessage(f"message {message_id!r} for {task_name!r}: {exc}") from None
         return StartEnvelope(invocation_id=workflow_id, identity=WorkflowIdentity.root(workflow_id, task_name))
     try:
-        return _envelope.validate_python(raw)
+        envelope = _envelope.validate_python(raw)
     except ValidationError as exc:
         raise MalformedMessage(
             f"message {message_id!r} for {task_name!r} has an invalid encore envelope: {exc}"
         ) from None
+    if isinstance(envelope, SignalEnvelope) and not envelope.signal_id:
+        envelope.signal_id = message_id
+    return envelope

@@ -12,42 +12,86 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ..errors import EncoreError, MisuseError, TaskError
-from ..state.models import ErrorInfo, InvocationMeta, Outcome, ResolvedEntry, StepEntry, ValueEntry, journal_entry
+from ..errors import EncoreError, MisuseError, TaskError, WorkflowCancelled
+from ..state.models import (
+    AnyStep,
+    CancelEntry,
+    ErrorInfo,
+    InvocationMeta,
+    Outcome,
+    ResolvedEntry,
+    SignalEntry,
+    StepEntry,
+    TimerEntry,
+    ValueEntry,
+    WaitEntry,
+    journal_entry,
+)
 from .context import Suspend, WorkflowContext, _current
 
 
 class Snapshot:
-    """An invocation's metadata folded with its journal, extended incrementally."""
+    """An invocation's metadata folded with its journal, extended incrementally.
+
+    ``steps`` maps step numbers to what was recorded there (a child task, a timer, a wait
+    for a signal); ``results`` to their first resolution and ``order`` to that resolution's
+    position in the journal (races are decided by it). ``signals`` lists the signals received,
+    in order, and ``consumed`` the ids that wait steps took.
+    """
 
     def __init__(self, meta: InvocationMeta) -> None:
         self.meta = meta
         self.length = 0
         self.values: dict[str, list[ValueEntry]] = {}
-        self.steps: dict[int, StepEntry] = {}
+        self.steps: dict[int, AnyStep] = {}
         self.results: dict[int, Outcome] = {}
+        self.order: dict[int, int] = {}
+        self.signals: list[SignalEntry] = []
+        self.consumed: set[str] = set()
+        self.cancel: CancelEntry | None = None
 
     def apply(self, raw_entries: list[str]) -> None:
         """Fold journal entries (JSON text) that follow the ones already applied."""
-        for text in raw_entries:
+        for index, text in enumerate(raw_entries, start=self.length):
             entry = journal_entry.validate_json(text)
             if isinstance(entry, ValueEntry):
                 self.values.setdefault(entry.k, []).append(entry)
-            elif isinstance(entry, StepEntry):
+            elif isinstance(entry, StepEntry | TimerEntry | WaitEntry):
                 self.steps[entry.n] = entry
             elif isinstance(entry, ResolvedEntry):
-                self.results.setdefault(entry.n, entry.o)
+                self._resolve(index, entry)
+            elif isinstance(entry, SignalEntry):
+                self.signals.append(entry)
+            elif self.cancel is None:
+                self.cancel = entry
         self.length += len(raw_entries)
 
+    def _resolve(self, index: int, entry: ResolvedEntry) -> None:
+        if entry.n in self.results:
+            return
+        self.results[entry.n] = entry.o
+        self.order[entry.n] = index
+        if isinstance(self.steps.get(entry.n), WaitEntry) and isinstance(entry.o.value, dict):
+            self.consumed.add(str(entry.o.value.get("id")))
+
     def pending_steps(self) -> list[StepEntry]:
-        return [step for n, step in sorted(self.steps.items()) if n not in self.results]
+        """Child-task steps not resolved yet, in step order."""
+        return [s for n, s in sorted(self.steps.items()) if n not in self.results and isinstance(s, StepEntry)]
+
+    def pending_timers(self) -> list[TimerEntry | WaitEntry]:
+        """Timer steps (sleeps and timeouts of signal waits) not resolved yet, in step order."""
+        return [
+            s
+            for n, s in sorted(self.steps.items())
+            if n not in self.results and (isinstance(s, TimerEntry) or (isinstance(s, WaitEntry) and s.due is not None))
+        ]
 
 
 @dataclasses.dataclass
 class PassOutcome:
-    """What one pass produced. ``status`` is succeeded, failed or suspended."""
+    """What one pass produced: succeeded, failed, cancelled, suspended or continued (as new)."""
 
-    status: Literal["succeeded", "failed", "suspended"]
+    status: Literal["succeeded", "failed", "cancelled", "suspended", "continued"]
     context: WorkflowContext
     value: Any = None
     error: ErrorInfo | None = None
@@ -55,8 +99,13 @@ class PassOutcome:
     retryable: bool = False
 
     @property
+    def continued(self) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """The next run's arguments when the workflow continued as new."""
+        return self.context.continued
+
+    @property
     def finished(self) -> bool:
-        return self.status != "suspended"
+        return self.status not in ("suspended", "continued")
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -72,7 +121,9 @@ def run_pass(ctx: WorkflowContext, fn: Callable[..., Any], args: list[Any], kwar
 
     Non-determinism and misuse fail the invocation even when user code catches them; a
     ``TaskError`` from a child fails it too (a replay would raise it again); any other
-    exception is a user failure that dramatiq's retry policy may retry.
+    exception is a user failure that dramatiq's retry policy may retry. Once cancellation
+    was raised in the workflow, it ends ``cancelled`` however the function ends (its cleanup
+    may catch ``WorkflowCancelled``, or ``Exception``, and return).
     """
     token = _current.set(ctx)
     try:
@@ -80,7 +131,7 @@ def run_pass(ctx: WorkflowContext, fn: Callable[..., Any], args: list[Any], kwar
     except Suspend:
         if ctx.fatal is not None:
             return _failed(ctx, ctx.fatal)
-        return PassOutcome("suspended", ctx)
+        return PassOutcome("continued" if ctx.continued is not None else "suspended", ctx)
     except Exception as exc:  # user code failed: classify below
         return _classify(ctx, exc)
     finally:
@@ -89,6 +140,8 @@ def run_pass(ctx: WorkflowContext, fn: Callable[..., Any], args: list[Any], kwar
         return _failed(ctx, ctx.fatal)
     if ctx.suspending:
         return _failed(ctx, _swallowed(ctx))
+    if ctx.cancelled_here:
+        return _cancelled(ctx, ctx._cancelled())
     return PassOutcome("succeeded", ctx, value=value)
 
 
@@ -97,9 +150,15 @@ def _classify(ctx: WorkflowContext, exc: Exception) -> PassOutcome:
         return _failed(ctx, ctx.fatal)
     if ctx.suspending:
         return _failed(ctx, _swallowed(ctx))
+    if ctx.cancelled_here:
+        return _cancelled(ctx, exc if isinstance(exc, WorkflowCancelled) else ctx._cancelled())
     if isinstance(exc, EncoreError):
         return _failed(ctx, exc)
     return PassOutcome("failed", ctx, error=error_info(exc), exception=exc, retryable=True)
+
+
+def _cancelled(ctx: WorkflowContext, exc: WorkflowCancelled) -> PassOutcome:
+    return PassOutcome("cancelled", ctx, error=error_info(exc), exception=exc)
 
 
 def _failed(ctx: WorkflowContext, exc: BaseException) -> PassOutcome:

@@ -2,23 +2,23 @@
 
 Order matters (DESIGN section 6): record the trigger, take the lease, run the pass,
 commit the pass and release the lease in one atomic step, and only then publish the
-children's start messages or the result to the parent. A crash between commit and
-publish is repaired when the unacked message is redelivered: its trigger is then a
-duplicate, and :meth:`Runtime._repair` re-sends what that trigger's pass should have sent.
+children's start messages, timer wake-ups and cancels, or the result to the parent. A
+crash between commit and publish is repaired when the unacked message is redelivered: its
+trigger is then a duplicate, and :meth:`Runtime._repair` re-sends what that trigger's pass
+should have sent (children not created yet, its pending timers, a cancel's cascade).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import logging
 import random
 import threading
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Retries
 from dramatiq.middleware.shutdown import Shutdown
@@ -26,11 +26,23 @@ from dramatiq.threading import Interrupt
 
 from ..errors import EncoreError, MisuseError, PayloadTooLarge, WorkflowIdConflict
 from ..state.backend import Commit, Delivery
-from ..state.models import FINISHED, InvocationMeta, InvocationRecord, Outcome, ParentRef, StepEntry
-from .codec import ArgumentError, ResultError, check_size, digest
+from ..state.models import FINISHED, InvocationMeta, InvocationRecord, Outcome
+from .codec import ArgumentError, ResultError, check_size
 from .context import WorkflowContext
 from .leases import LeaseKeeper
-from .messages import ENVELOPE, NUDGES, ResultEnvelope, StartEnvelope, read_envelope
+from .messages import (
+    DUE_SLACK_S,
+    NUDGES,
+    AnyEnvelope,
+    CancelEnvelope,
+    SignalEnvelope,
+    StartEnvelope,
+    TimerEnvelope,
+    read_envelope,
+)
+from .outbox import Outbox
+from .pass_state import CANCEL_STREAM
+from .records import CALLBACKS, next_run, start_record
 from .replay import PassOutcome, Snapshot, error_info, run_pass
 
 if TYPE_CHECKING:
@@ -40,7 +52,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CACHE_SIZE = 1024
-_CALLBACKS = ("on_success", "on_failure")
+# A signal or cancel for an invocation no worker has created yet is re-sent with backoff
+# (about a minute in all) before it is dropped: its start may still be on the way.
+UNKNOWN_NUDGES = 20
 
 
 def _utc_now() -> dt.datetime:
@@ -54,6 +68,7 @@ class Runtime:
         self.app = app
         self.state = app.state
         self.leases = LeaseKeeper(app.state)
+        self.outbox = Outbox(app)
         # Snapshots of recently driven invocations: a pass loads only the journal's tail.
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -78,7 +93,7 @@ class Runtime:
             # The record keeps the callbacks and fires them once, at completion; dramatiq's
             # Callbacks middleware must not fire them for this pass. Removed only now, so a
             # re-sent copy (above) still carries them when the record could not be written.
-            for name in _CALLBACKS:
+            for name in CALLBACKS:
                 message.options.pop(name, None)
 
     def _handle(
@@ -98,13 +113,15 @@ class Runtime:
             message.options["throws"] = (type(exc),)
             logger.error("dead-lettering message %s: %s", message.message_id, exc)
             raise
+        if self._not_here(task, envelope, message):
+            return
         record = None
         if isinstance(envelope, StartEnvelope):
-            record = self._record(task, message, envelope, list(args), kwargs)
+            record = start_record(task, message, envelope, list(args), kwargs)
         trigger = envelope.trigger()
         invocation_id = envelope.invocation_id
-        cached = self._cached_length(invocation_id)
-        delivery = self.state.deliver(invocation_id, trigger, record, load_from=cached)
+        cached, run = self._cached(invocation_id)
+        delivery = self.state.deliver(invocation_id, trigger, record, load_from=cached, run=run)
         if delivery.conflict:
             logger.error("%s", WorkflowIdConflict(invocation_id, task.name))
             return
@@ -119,42 +136,38 @@ class Runtime:
             return
         self._drive(task, invocation_id, delivery, cached, trigger.key, message)
 
+    def _not_here(self, task: Task[Any, Any], envelope: AnyEnvelope, message: MessageProxy) -> bool:
+        """True when the message is not delivered here: a timer wake-up that is early (sent on
+        with the remaining delay), a signal or cancel for another task's invocation (forwarded
+        to its actor) or for one not created yet (re-sent later)."""
+        if isinstance(envelope, TimerEnvelope):
+            if envelope.due - time.time() <= DUE_SLACK_S:
+                return False
+            if self.state.is_waiting_on(envelope.invocation_id, envelope.step):
+                self.outbox.send_timer(task.queue_name, task.name, envelope)
+            return True
+        if not isinstance(envelope, SignalEnvelope | CancelEnvelope):
+            return False
+        meta = self.state.get_meta(envelope.invocation_id)
+        if meta is None:
+            nudges = int(message.options.get(NUDGES, 0))
+            if nudges < UNKNOWN_NUDGES:
+                self._nudge(message, transient=True)
+            else:
+                logger.warning("dropping a %s message for unknown invocation %s", envelope.kind, envelope.invocation_id)
+            return True
+        if meta.record.task != task.name:
+            record = meta.record
+            self.outbox.send(record.queue, record.task, [], {}, envelope.model_dump(mode="json"))
+            return True
+        return False
+
     def _refuse_pipelines(self, task: Task[Any, Any], message: MessageProxy) -> None:
         if "pipe_target" in message.options:
             raise MisuseError(
                 f"message {message.message_id!r} for {task.name!r} is part of a dramatiq pipeline; "
                 "pipelines are not supported by encore tasks: compose steps with wf.execute_task"
             )
-
-    def _record(
-        self,
-        task: Task[Any, Any],
-        message: MessageProxy,
-        envelope: StartEnvelope,
-        args: list[Any],
-        kwargs: dict[str, Any],
-    ) -> InvocationRecord:
-        callbacks = {}
-        for name in _CALLBACKS:
-            target = message.options.get(name) or task.callbacks.get(name)
-            if target:
-                callbacks[name] = target
-        return InvocationRecord(
-            invocation_id=envelope.invocation_id,
-            task=task.name,
-            queue=task.queue_name,
-            identity=envelope.identity,
-            args=args,
-            kwargs=kwargs,
-            digest=digest(args, kwargs),
-            # Derived from the id: a re-run of the same workflow id (e.g. a reference run in
-            # another namespace) draws the same values; distinct ids never share a stream.
-            seed=hashlib.sha256(f"encore-seed\x00{envelope.invocation_id}".encode()).hexdigest()[:32],
-            parent=envelope.parent,
-            callbacks=callbacks,
-            message_id=message.message_id,
-            created_at=message.message_timestamp / 1000,
-        )
 
     # -- driving a held invocation ----------------------------------------------------------
     def _drive(
@@ -180,23 +193,23 @@ class Runtime:
                     assert outcome.exception is not None
                     raise outcome.exception  # dramatiq's Retries re-enqueues with backoff
                 committed = self.state.commit(invocation_id, token, self._commit(snapshot, outcome))
+                if not committed.ok and committed.rerun:
+                    continue  # stale: a timer resolved a step this pass resolved itself; run again
                 if not committed.ok:
                     logger.warning("invocation %s: lease lost before commit; re-sending its message", invocation_id)
                     self._nudge(message)
                     return
-                self._start_children(snapshot.meta.record, outcome.context.new_steps)
-                if outcome.finished:
-                    self._finished(snapshot.meta.record, self._outcome(snapshot, outcome))
-                    return
-                if not committed.rerun:
+                self._publish(snapshot, outcome)
+                if outcome.finished or not committed.rerun:
                     return
         finally:
             self.leases.drop(invocation_id)
 
-    def _cached_length(self, invocation_id: str) -> int:
+    def _cached(self, invocation_id: str) -> tuple[int, int]:
+        """The length and the run of the cached snapshot (0, 0 when none)."""
         with self._cache_lock:
             snapshot = self._cache.get(invocation_id)
-            return 0 if snapshot is None else snapshot.length
+            return (0, 0) if snapshot is None else (snapshot.length, snapshot.meta.record.run)
 
     def _snapshot(self, invocation_id: str, preloaded: Delivery | None = None, cached: int = 0) -> Snapshot:
         """The invocation's snapshot: the cached prefix plus the journal's tail.
@@ -249,12 +262,16 @@ class Runtime:
             if isinstance(exc, Shutdown):
                 raise
             return PassOutcome("failed", ctx, error=error_info(exc), exception=exc, retryable=True)
-        if outcome.status == "succeeded":
-            try:
+        try:
+            if outcome.status == "succeeded":
                 outcome.value = task.codec.dump_result(outcome.value)
                 check_size(f"result of {task.name}", outcome.value, self.app.settings.max_payload)
-            except (ResultError, PayloadTooLarge) as exc:
-                return PassOutcome("failed", ctx, error=error_info(exc), exception=exc)
+            elif outcome.continued is not None:
+                args, kwargs = task.codec.dump_args(*outcome.continued)
+                check_size(f"arguments of {task.name}", [args, kwargs], self.app.settings.max_payload)
+                outcome.value = next_run(record, args, kwargs, ctx.last_step)
+        except (ResultError, PayloadTooLarge, ArgumentError) as exc:
+            return PassOutcome("failed", ctx, error=error_info(exc), exception=exc)
         return outcome
 
     def _will_retry(self, task: Task[Any, Any], message: MessageProxy, exc: BaseException | None) -> bool:
@@ -283,35 +300,35 @@ class Runtime:
     def _commit(self, snapshot: Snapshot, outcome: PassOutcome) -> Commit:
         ctx = outcome.context
         data = {snapshot.meta.record.identity.workflow_id: ctx.data_writes} if ctx.data_writes else {}
+        if outcome.status == "continued":
+            carried = [signal.model_dump_json() for signal in ctx.unconsumed_signals()]
+            return Commit(entries=carried, status="running", data=data, seen=snapshot.length, reset=outcome.value)
         return Commit(
             entries=[entry.model_dump_json() for entry in ctx.entries],
             status=outcome.status,
             outcome=self._outcome(snapshot, outcome) if outcome.finished else None,
             waiting=ctx.waiting,
             data=data,
+            signals=ctx.waiting_signals,
+            wake_any=ctx.wake_any,
+            claims=ctx.claims,
+            seen=snapshot.length,
         )
 
     # -- messages out -----------------------------------------------------------------------
-    def _start_children(self, record: InvocationRecord, steps: list[StepEntry]) -> None:
-        for step in steps:
-            parent = ParentRef(invocation_id=record.invocation_id, task=record.task, queue=record.queue, step=step.n)
-            envelope = StartEnvelope(invocation_id=step.child, identity=step.identity, parent=parent)
-            self._send(step.queue, step.task, step.args, step.kwargs, envelope.model_dump(mode="json"))
+    def _publish(self, snapshot: Snapshot, outcome: PassOutcome) -> None:
+        """After the commit: start the pass's children and timers, cascade a cancel, report."""
+        record = snapshot.meta.record
+        ctx = outcome.context
+        self.outbox.start_children(record, ctx.new_steps)
+        self.outbox.start_timers(record, ctx.new_timers)
+        if ctx.cancel_raised:
+            reason = snapshot.cancel.reason if snapshot.cancel is not None else ""
+            self.outbox.cancel_children(snapshot.pending_steps(), reason)
+        if outcome.finished:
+            self._finished(record, outcome.status, self._outcome(snapshot, outcome))
 
-    def _send(self, queue: str, actor: str, args: list[Any], kwargs: dict[str, Any], envelope: dict[str, Any]) -> None:
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue, actor_name=actor, args=tuple(args), kwargs=kwargs, options={ENVELOPE: envelope}
-        )
-        self.app.broker.enqueue(message)
-
-    def _send_result(self, record: InvocationRecord) -> None:
-        parent = record.parent
-        assert parent is not None
-        envelope = ResultEnvelope(invocation_id=parent.invocation_id, step=parent.step, child=record.invocation_id)
-        self._send(parent.queue, parent.task, [], {}, envelope.model_dump(mode="json"))
-
-    def _finished(self, record: InvocationRecord, outcome: Outcome) -> None:
-        status = "succeeded" if outcome.ok else "failed"
+    def _finished(self, record: InvocationRecord, status: str, outcome: Outcome) -> None:
         logger.debug(
             "invocation %s of %s (workflow %s) %s",
             record.invocation_id,
@@ -320,21 +337,8 @@ class Runtime:
             status,
         )
         if record.parent is not None:
-            self._send_result(record)
-        target = record.callbacks.get("on_success" if outcome.ok else "on_failure")
-        if target:
-            original = {
-                "queue_name": record.queue,
-                "actor_name": record.task,
-                "args": record.args,
-                "kwargs": record.kwargs,
-                "options": {},
-                "message_id": record.message_id,
-                "message_timestamp": int(record.created_at * 1000),
-            }
-            error = outcome.error
-            payload = outcome.value if error is None else {"type": error.type, "message": error.message}
-            self.app.broker.get_actor(target).send(original, payload)
+            self.outbox.send_result(record)
+        self.outbox.callback(record, outcome)
 
     def _nudge(self, message: MessageProxy, transient: bool = False) -> None:
         """Re-send a copy shortly: the lease is held (contention), was lost, or the store is down.
@@ -355,10 +359,14 @@ class Runtime:
         if meta.status in FINISHED:
             parent = record.parent
             if parent is not None and self.state.is_waiting_on(parent.invocation_id, parent.step):
-                self._send_result(record)
+                self.outbox.send_result(record)
             return
         snapshot = Snapshot(meta)
         snapshot.apply(entries)
         candidates = [step for step in snapshot.pending_steps() if step.origin == trigger_key]
         present = self.state.existing([step.child for step in candidates])
-        self._start_children(record, [step for step, seen in zip(candidates, present, strict=False) if not seen])
+        self.outbox.start_children(record, [step for step, seen in zip(candidates, present, strict=False) if not seen])
+        # A timer message may be sent twice: its trigger key resolves the step once.
+        self.outbox.start_timers(record, [timer for timer in snapshot.pending_timers() if timer.origin == trigger_key])
+        if CANCEL_STREAM in snapshot.values and snapshot.cancel is not None:
+            self.outbox.cancel_children(snapshot.pending_steps(), snapshot.cancel.reason)

@@ -11,17 +11,26 @@ concurrent workers rests on these primitives alone:
 - :meth:`commit` appends a pass's journal entries, writes its workflow data, sets what it
   waits on, and releases the lease in one step, telling the caller to run again when every
   awaited step was resolved while the pass ran.
+
+Triggers: ``start`` creates the invocation; ``result`` resolves step n from the child's
+stored outcome; ``timer`` resolves step n from the outcome the trigger carries; ``signal``
+and ``cancel`` append the journal entry they carry (an active invocation only) and wake
+the invocation (a signal only when it waits on that signal name; a cancel always).
+
+What a pass waits on: step numbers and signal names. By default the invocation becomes
+runnable when all of them are resolved (``gather``); with ``wake_any`` as soon as one of
+them is (a race: a signal or its timeout, a child or its deadline).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .models import InvocationMeta, InvocationRecord, Outcome
+from .models import CancelEntry, InvocationMeta, InvocationRecord, Outcome, SignalEntry
 
 DEFAULT_LEASE_MS = 5_000
 DEFAULT_RETENTION_S = 7 * 24 * 3600
@@ -30,10 +39,16 @@ DEFAULT_RETENTION_S = 7 * 24 * 3600
 class Trigger(BaseModel):
     """Why a message reached an invocation; ``key`` makes delivery idempotent."""
 
-    kind: Literal["start", "result"]
+    kind: Literal["start", "result", "timer", "signal", "cancel"]
     key: str
     step: int | None = None
     child: str | None = None
+    #: timer: the outcome that resolves ``step`` (a result copies the child's stored one).
+    outcome: Outcome | None = None
+    #: signal: its name (wakes an invocation waiting on it).
+    name: str | None = None
+    #: signal, cancel: the journal entry (JSON text) appended once.
+    entry: str | None = None
 
     @classmethod
     def start(cls) -> Trigger:
@@ -42,6 +57,19 @@ class Trigger(BaseModel):
     @classmethod
     def result(cls, step: int, child: str) -> Trigger:
         return cls(kind="result", key=f"res:{step}", step=step, child=child)
+
+    @classmethod
+    def timer(cls, step: int) -> Trigger:
+        return cls(kind="timer", key=f"timer:{step}", step=step, outcome=Outcome(ok=True, value=None))
+
+    @classmethod
+    def signal(cls, name: str, payload: Any, signal_id: str) -> Trigger:
+        entry = SignalEntry(name=name, payload=payload, id=signal_id).model_dump_json()
+        return cls(kind="signal", key=f"sig:{signal_id}", name=name, entry=entry)
+
+    @classmethod
+    def cancel(cls, reason: str = "") -> Trigger:
+        return cls(kind="cancel", key="cancel", entry=CancelEntry(reason=reason).model_dump_json())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,10 +102,27 @@ class Commit:
     outcome: Outcome | None = None
     waiting: list[int] = dataclasses.field(default_factory=list)
     data: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    #: Signal names the pass waits on (a signal of that name wakes the invocation).
+    signals: list[str] = dataclasses.field(default_factory=list)
+    #: Wake when any one awaited step or signal resolves, instead of all of them.
+    wake_any: bool = False
+    #: Steps the pass resolved itself (it consumed a signal): the commit is stale, and not
+    #: applied, when one of them was resolved meanwhile (by its timer).
+    claims: list[int] = dataclasses.field(default_factory=list)
+    #: The journal length the pass saw; when it grew meanwhile (a signal, a cancel) the
+    #: pass runs again instead of suspending. None skips the check.
+    seen: int | None = None
+    #: Continue as new: replace the record with this one and the journal with ``entries``,
+    #: forget what the old run waited on and resolved, keep the lease and rerun. Stale (not
+    #: applied) when the journal grew during the pass: what arrived must be carried over.
+    reset: InvocationRecord | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class CommitResult:
+    """``ok``: applied. ``rerun``: the caller still holds the lease and must run a pass again
+    (with ``ok=False``: the commit was stale and nothing was written)."""
+
     ok: bool
     rerun: bool = False
 
@@ -97,14 +142,21 @@ class StateBackend(abc.ABC):
 
     @abc.abstractmethod
     def deliver(
-        self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None, load_from: int | None = None
+        self,
+        invocation_id: str,
+        trigger: Trigger,
+        record: InvocationRecord | None,
+        load_from: int | None = None,
+        run: int = 0,
     ) -> Delivery:
         """Record ``trigger`` once; create the invocation from ``record`` on a start.
 
         Grants the lease (``Delivery.token``) when the invocation is active, waits on
         nothing unresolved and is not held; then, if ``load_from`` is given, also returns the
-        journal from that index (saving the :meth:`load` round trip). A start whose record
-        digest differs from the stored one reports ``conflict``.
+        journal from that index (saving the :meth:`load` round trip), or from 0 with the
+        record when the stored record's ``run`` is not ``run`` (the caller's prefix belongs
+        to an earlier run). A start whose record digest differs from the stored one reports
+        ``conflict``.
         """
 
     @abc.abstractmethod

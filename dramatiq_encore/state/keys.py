@@ -5,11 +5,12 @@ Lua script touches a single slot and the store runs on Redis Cluster unchanged::
 
     <prefix>:{<root>}:keys                          set: every key of the root (retention)
     <prefix>:{<root>}:wf:<workflow id>:data         hash: workflow data, key -> JSON text
-    <prefix>:{<root>}:inv:<invocation id>:meta      hash: rec, status, outcome, digest, root
+    <prefix>:{<root>}:inv:<invocation id>:meta      hash: rec, status, outcome, digest, root, wake, run
     <prefix>:{<root>}:inv:<invocation id>:journal   list: append-only JSON journal entries
     <prefix>:{<root>}:inv:<invocation id>:triggers  set: trigger keys already delivered
     <prefix>:{<root>}:inv:<invocation id>:resolved  set: step numbers whose result arrived
-    <prefix>:{<root>}:inv:<invocation id>:waiting   set: step numbers the last pass waits on
+    <prefix>:{<root>}:inv:<invocation id>:waiting   set: step numbers and ``sig:<name>`` signal
+                                                    names the last pass waits on
     <prefix>:{<root>}:inv:<invocation id>:lock      string: the replay lease's owner token (PX)
 
 Ids may contain ``:`` but never ``{``, ``}`` (refused by :func:`~dramatiq_encore.identity.check_workflow_id`),
@@ -28,6 +29,8 @@ META_STATUS = "status"
 META_OUTCOME = "outcome"
 META_DIGEST = "digest"  # compared on a duplicate start without decoding the record
 META_ROOT = "root"  # "1" when the record has no parent: its finish starts the retention clock
+META_RUN = "run"  # the record's run number once it continued as new (absent: 0)
+META_WAKE = "wake"  # "any" when one resolved waiting member wakes the invocation (a race)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -57,6 +57,11 @@ class InvocationRecord(BaseModel):
     callbacks: dict[str, str] = Field(default_factory=dict)
     message_id: str = ""
     created_at: float = 0.0
+    #: How many times the invocation continued as new (``wf.continue_as_new``); each run has
+    #: its own seed and journal.
+    run: int = 0
+    #: Step numbers of this run start after this one, so children's ids never repeat.
+    first_step: int = 0
 
 
 class InvocationMeta(BaseModel):
@@ -91,6 +96,50 @@ class StepEntry(BaseModel):
     origin: str = ""
 
 
+class TimerEntry(BaseModel):
+    """Step ``n`` is a durable timer of ``seconds``, due at ``due`` (epoch seconds).
+
+    Resolved with ``Outcome(ok=True, value=None)`` by a ``timer:<n>`` trigger once due.
+    """
+
+    e: Literal["timer"] = "timer"
+    n: int
+    seconds: float
+    due: float
+    origin: str = ""
+
+
+class WaitEntry(BaseModel):
+    """Step ``n`` waits for the next unconsumed signal ``name``; with ``due``, until then at most.
+
+    Resolved by the pass that consumes a signal (value ``{"id", "payload"}``) or by its
+    timer (value ``None``: the wait timed out), whichever is recorded first.
+    """
+
+    e: Literal["wait"] = "wait"
+    n: int
+    name: str
+    timeout: float | None = None
+    due: float | None = None
+    origin: str = ""
+
+
+class SignalEntry(BaseModel):
+    """Signal ``id`` named ``name`` reached the invocation (appended once by ``deliver``)."""
+
+    e: Literal["sig"] = "sig"
+    name: str
+    payload: Any = None
+    id: str
+
+
+class CancelEntry(BaseModel):
+    """Cancellation was requested (appended once by ``deliver``)."""
+
+    e: Literal["cancel"] = "cancel"
+    reason: str = ""
+
+
 class ResolvedEntry(BaseModel):
     """Step ``n`` resolved with this outcome (appended atomically when the result arrives)."""
 
@@ -99,5 +148,11 @@ class ResolvedEntry(BaseModel):
     o: Outcome
 
 
-JournalEntry = Annotated[ValueEntry | StepEntry | ResolvedEntry, Field(discriminator="e")]
+#: A positional step of any kind: a child task, a timer or a wait for a signal.
+AnyStep = StepEntry | TimerEntry | WaitEntry
+
+JournalEntry = Annotated[
+    ValueEntry | StepEntry | TimerEntry | WaitEntry | SignalEntry | CancelEntry | ResolvedEntry,
+    Field(discriminator="e"),
+]
 journal_entry = TypeAdapter(JournalEntry)

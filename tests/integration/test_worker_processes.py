@@ -54,7 +54,7 @@ def _expected_values(seed: str, steps: int) -> tuple[list[float], list[str]]:
 
 
 def _recorded(app: Any, invocation_id: str) -> dict[str, list[Any]]:
-    meta, raw = app.state.load(invocation_id, 0)
+    _meta, raw = app.state.load(invocation_id, 0)
     values: dict[str, list[Any]] = {}
     for text in raw:
         entry = journal_entry.validate_json(text)

@@ -98,3 +98,67 @@ def guarded_order(order: dict[str, Any]) -> dict[str, Any]:
         return {"status": "error", "error": str(exc), "cleanup": cleanup.result}
     guarded_order.wf.set_data("status", "completed")
     return {"status": "completed", "reservation": reservation.result}
+
+
+# --- parallel steps, timers and signals (tests/integration/test_features_sigkill.py) ------
+@app.task(queue_name=QUEUE)
+def fan_out_flow(key: str, n: int, delay: float) -> dict[str, Any]:
+    """Fan-out of ``n`` slow children in one pass, fan-in with gather."""
+    handles = [fan_out_flow.wf.start_task(slow_step, key, i, delay) for i in range(n)]
+    results = [inv.result for inv in fan_out_flow.wf.gather(*handles)]
+    return {"indexes": [r["i"] for r in results], "tokens": [r["token"] for r in results],
+            "marker": fan_out_flow.wf.uuid()}
+
+
+@app.task(queue_name=QUEUE)
+def sleepy_flow(key: str, seconds: float) -> dict[str, Any]:
+    """A step, a durable sleep, a step."""
+    first = sleepy_flow.wf.execute_task(slow_step, key, 0, 0.0).result
+    before = sleepy_flow.wf.utc_now()
+    sleepy_flow.wf.sleep(seconds)
+    after = sleepy_flow.wf.utc_now()
+    second = sleepy_flow.wf.execute_task(slow_step, key, 1, 0.0).result
+    return {"before": before.isoformat(), "after": after.isoformat(), "steps": [first, second],
+            "random": sleepy_flow.wf.random()}
+
+
+@app.task(queue_name=QUEUE)
+def signal_flow(key: str) -> dict[str, Any]:
+    """Waits for two signals, with a step between them."""
+    wf = signal_flow.wf
+    first = wf.wait_for_signal("go", timeout=120)
+    step = wf.execute_task(slow_step, key, 0, 0.0).result
+    second = wf.wait_for_signal("go")
+    return {"signals": [first, second], "step": step, "uuid": wf.uuid()}
+
+
+@app.task(queue_name=QUEUE)
+def cancellable_flow(key: str) -> str:
+    """Sleeps for a minute; a cancel runs the cleanup step in ``finally``."""
+    try:
+        cancellable_flow.wf.sleep(60)
+        return "slept"
+    finally:
+        cancellable_flow.wf.execute_task(slow_step, key, 99, 1.0)
+
+
+@app.task(queue_name=QUEUE)
+def deadline_flow(key: str, work_s: float, deadline_s: float) -> dict[str, Any]:
+    """A child racing a deadline, then one more step."""
+    try:
+        outcome = deadline_flow.wf.execute_task_with_options(slow_step, args=(key, 0, work_s), timeout=deadline_s)
+        first: Any = outcome.result
+    except TimeoutError as exc:
+        first = str(exc)
+    after = deadline_flow.wf.execute_task(slow_step, key, 1, 0.0).result
+    return {"first": first, "after": after}
+
+
+@app.task(queue_name=QUEUE)
+def looping_flow(key: str, round_no: int, rounds: int, total: int) -> dict[str, Any]:
+    """One slow step per run, then continue as new until ``rounds`` runs are done."""
+    step = looping_flow.wf.execute_task(slow_step, key, round_no, 0.3).result
+    total += step["i"]
+    if round_no + 1 < rounds:
+        looping_flow.wf.continue_as_new(key, round_no + 1, rounds, total)
+    return {"total": total, "rounds": round_no + 1}

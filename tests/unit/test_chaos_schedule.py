@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from chaos.faults import HOLDS, KINDS, make_schedule
-from chaos.reference import plan_workload
+from chaos.reference import compare, plan_workload
 
 
 def test_the_same_seed_gives_the_same_schedule() -> None:
@@ -43,3 +44,22 @@ def test_the_workload_is_seeded_too() -> None:
     first, again = plan_workload(5, 40), plan_workload(5, 40)
     assert first == again and first != plan_workload(6, 40)
     assert {spec.task for spec in plan_workload(1, 300)} == {"chain", "family", "guarded"}
+
+
+def _record(uuid: str, clock: list[str]) -> dict[str, Any]:
+    outcome = {"ok": True, "value": [uuid], "error": None, "invocation": "w"}
+    invocation = {
+        "task": "chain", "status": "succeeded", "outcome": outcome,
+        "values": {"uuid": [[None, uuid]]}, "clock": clock, "steps": {}, "results": {},
+    }
+    return {"status": "succeeded", "invocations": {"w": invocation}, "data": {"w": {"k": uuid}}}
+
+
+def test_the_verdict_compares_values_exactly_and_clocks_by_count_and_order() -> None:
+    reference = _record("u-1", ["2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01+00:00"])
+
+    assert compare(reference, _record("u-1", ["2026-02-01T00:00:00+00:00", "2026-02-01T00:00:05+00:00"])) == []
+    assert len(compare(reference, _record("u-2", reference["invocations"]["w"]["clock"]))) == 3
+    backwards = compare(reference, _record("u-1", ["2026-02-01T00:00:05+00:00", "2026-02-01T00:00:00+00:00"]))
+    assert backwards and "strictly increase" in backwards[0]
+    assert "utc_now values" in compare(reference, _record("u-1", ["2026-02-01T00:00:00+00:00"]))[0]

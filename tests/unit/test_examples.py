@@ -43,6 +43,9 @@ EXPECTED: dict[str, list[str]] = {
         '"release_stock"',
         '{"status": "error", "error": "OutOfStock: desk: 3 requested, 1 available"}',
     ],
+    "fan_out": ['"quotes": 3', '"umbrella": "umbrella is offline"', "best supplier: globex", '"budget": "BUD-BOLT-M8-'],
+    "durable_timer": ["slept between reminders: True", '"credit": "no answer in time: escalate to a person"'],
+    "signals": ['"status": "published"', '"approved_by": "ada"', "A-101: cancelled (Cancelled:", "author withdrew"],
 }
 
 

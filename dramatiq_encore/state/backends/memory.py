@@ -20,6 +20,8 @@ class _Invocation:
     triggers: set[str] = dataclasses.field(default_factory=set)
     resolved: set[int] = dataclasses.field(default_factory=set)
     waiting: set[int] = dataclasses.field(default_factory=set)
+    signals: set[str] = dataclasses.field(default_factory=set)
+    wake_any: bool = False
     lock_token: str | None = None
     lock_until: float = 0.0
 
@@ -56,11 +58,21 @@ class MemoryState(StateBackend):
 
     @staticmethod
     def _runnable(inv: _Invocation) -> bool:
-        return inv.status in ACTIVE and not inv.waiting
+        return inv.status in ACTIVE and not inv.waiting and not inv.signals
+
+    @staticmethod
+    def _wake(inv: _Invocation) -> None:
+        inv.waiting.clear()
+        inv.signals.clear()
 
     # -- primitives ---------------------------------------------------------------------
     def deliver(
-        self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None, load_from: int | None = None
+        self,
+        invocation_id: str,
+        trigger: Trigger,
+        record: InvocationRecord | None,
+        load_from: int | None = None,
+        run: int = 0,
     ) -> Delivery:
         with self._cond:
             inv = self._invocations.get(invocation_id)
@@ -73,8 +85,7 @@ class MemoryState(StateBackend):
             duplicate = trigger.key in inv.triggers
             if not duplicate:
                 inv.triggers.add(trigger.key)
-                if trigger.kind == "result":
-                    self._resolve(inv, trigger)
+                self._apply(inv, trigger)
             if not self._runnable(inv):
                 return Delivery(exists=True, duplicate=duplicate, status=inv.status)
             token = self._try_lock(inv)
@@ -82,7 +93,7 @@ class MemoryState(StateBackend):
                 return Delivery(exists=True, duplicate=duplicate, status=inv.status, locked=True)
             if load_from is None:
                 return Delivery(exists=True, duplicate=duplicate, status=inv.status, token=token)
-            start = load_from if load_from <= len(inv.journal) else 0
+            start = load_from if load_from <= len(inv.journal) and run == inv.record.run else 0
             return Delivery(
                 exists=True,
                 duplicate=duplicate,
@@ -93,14 +104,34 @@ class MemoryState(StateBackend):
                 loaded_from=start,
             )
 
-    def _resolve(self, inv: _Invocation, trigger: Trigger) -> None:
-        assert trigger.step is not None and trigger.child is not None
-        child = self._invocations.get(trigger.child)
-        if child is None or child.outcome is None or trigger.step in inv.resolved:
+    def _apply(self, inv: _Invocation, trigger: Trigger) -> None:
+        if trigger.kind == "result":
+            assert trigger.step is not None and trigger.child is not None
+            child = self._invocations.get(trigger.child)
+            if child is not None and child.outcome is not None:
+                self._resolve(inv, trigger.step, child.outcome)
+        elif trigger.kind == "timer":
+            assert trigger.step is not None and trigger.outcome is not None
+            self._resolve(inv, trigger.step, trigger.outcome)
+        elif trigger.kind in ("signal", "cancel") and inv.status in ACTIVE:
+            assert trigger.entry is not None
+            inv.journal.append(trigger.entry)
+            if trigger.kind == "cancel":
+                self._wake(inv)
+            elif trigger.name in inv.signals:
+                inv.signals.discard(trigger.name)
+                if inv.wake_any:
+                    self._wake(inv)
+
+    def _resolve(self, inv: _Invocation, step: int, outcome: Outcome) -> None:
+        if step in inv.resolved:
             return
-        inv.resolved.add(trigger.step)
-        inv.waiting.discard(trigger.step)
-        inv.journal.append(ResolvedEntry(n=trigger.step, o=child.outcome).model_dump_json())
+        inv.resolved.add(step)
+        inv.journal.append(ResolvedEntry(n=step, o=outcome).model_dump_json())
+        if step in inv.waiting:
+            inv.waiting.discard(step)
+            if inv.wake_any:
+                self._wake(inv)
 
     def acquire(self, invocation_id: str) -> str | None:
         with self._cond:
@@ -121,21 +152,40 @@ class MemoryState(StateBackend):
             inv = self._invocations.get(invocation_id)
             if inv is None or not self._holds(inv, token):
                 return CommitResult(ok=False)
+            if inv.resolved.intersection(commit.claims):
+                return CommitResult(ok=False, rerun=True)  # stale: a timer resolved a claimed step
+            grew = commit.seen is not None and len(inv.journal) > commit.seen
+            if commit.reset is not None:
+                if grew:
+                    return CommitResult(ok=False, rerun=True)  # stale: carry over what arrived
+                inv.record, inv.journal, inv.resolved = commit.reset, [], set()
             inv.journal.extend(commit.entries)
+            inv.resolved.update(commit.claims)
             for workflow_id, values in commit.data.items():
                 self._data.setdefault(workflow_id, {}).update(values)
             if commit.status in FINISHED:
                 inv.status, inv.outcome = commit.status, commit.outcome
-                inv.waiting.clear()
-            else:
-                inv.waiting = set(commit.waiting) - inv.resolved
-                if not inv.waiting:
-                    inv.lock_until = time.monotonic() + self.lease_ms / 1000
-                    return CommitResult(ok=True, rerun=True)
+                self._wake(inv)
+            elif commit.reset is None and self._suspend(inv, commit, grew):
                 inv.status = "suspended"
+            else:
+                self._wake(inv)
+                inv.lock_until = time.monotonic() + self.lease_ms / 1000
+                return CommitResult(ok=True, rerun=True)
             inv.lock_token = None
             self._cond.notify_all()
             return CommitResult(ok=True)
+
+    def _suspend(self, inv: _Invocation, commit: Commit, grew: bool) -> bool:
+        """Set what the invocation waits on; False when it can run again at once."""
+        awaited = set(commit.waiting)
+        pending = awaited - inv.resolved
+        woken = grew or (commit.wake_any and pending != awaited)
+        if woken or not (pending or commit.signals):
+            self._wake(inv)
+            return False
+        inv.waiting, inv.signals, inv.wake_any = pending, set(commit.signals), commit.wake_any
+        return True
 
     def release(self, invocation_id: str, token: str) -> None:
         with self._cond:

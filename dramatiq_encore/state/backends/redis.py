@@ -66,6 +66,13 @@ def _text(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _payload(trigger: Trigger) -> str:
+    """What deliver.lua appends for a trigger: a timer's outcome or a signal's/cancel's entry."""
+    if trigger.outcome is not None:
+        return trigger.outcome.model_dump_json()
+    return trigger.entry or ""
+
+
 def _unreachable(where: str, secret: str | None, exc: BaseException) -> ConfigurationError:
     detail = f"{type(exc).__name__}: {exc}"
     if secret:
@@ -197,7 +204,12 @@ class RedisState(StateBackend):
 
     # -- primitives ---------------------------------------------------------------------
     def deliver(
-        self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None, load_from: int | None = None
+        self,
+        invocation_id: str,
+        trigger: Trigger,
+        record: InvocationRecord | None,
+        load_from: int | None = None,
+        run: int = 0,
     ) -> Delivery:
         k = self.keys.invocation(invocation_id)
         child = k.meta if trigger.child is None else self.keys.meta(trigger.child)
@@ -212,6 +224,9 @@ class RedisState(StateBackend):
             self._token(),
             self.lease_ms,
             "" if load_from is None else load_from,
+            _payload(trigger),
+            trigger.name or "",
+            run,
         ]
         exists, duplicate, status, token, locked, conflict, *loaded = self._do(self._deliver, keys, args)
         delivery = Delivery(
@@ -255,10 +270,18 @@ class RedisState(StateBackend):
             "" if commit.outcome is None else commit.outcome.model_dump_json(),
             "1" if commit.status in FINISHED else "0",
             self.retention_s,
+            "1" if commit.wake_any else "0",
+            "" if commit.seen is None else commit.seen,
+            "" if commit.reset is None else commit.reset.model_dump_json(),
+            0 if commit.reset is None else commit.reset.run,
             len(commit.entries),
             *commit.entries,
             len(commit.waiting),
             *commit.waiting,
+            len(commit.signals),
+            *commit.signals,
+            len(commit.claims),
+            *commit.claims,
         ]
         for workflow_id, values in commit.data.items():
             keys.append(self.keys.data(workflow_id))

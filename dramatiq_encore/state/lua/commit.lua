@@ -1,32 +1,67 @@
 -- commit: apply one pass atomically if the token still holds the lease.
 -- KEYS: meta journal resolved waiting lock registry data_1 .. data_n
--- ARGV: token lease_ms status outcome finished retention_s
+-- ARGV: token lease_ms status outcome finished retention_s wake_any seen reset run
 --       n_entries entry_1 .. entry_n
 --       n_waiting step_1 .. step_n
+--       n_signals name_1 .. name_n
+--       n_claims step_1 .. step_n
 --       then for each data key in KEYS order: n_fields field_1 value_1 .. field_n value_n
---       (outcome is '' for none; finished is '1' when status is a finished status)
--- Returns {ok, rerun}.
+--       (outcome is '' for none; finished is '1' when status is a finished status;
+--       wake_any is '1' when one resolved member wakes the invocation; seen is the journal
+--       length the pass saw, or '' for no check; reset is the next run's record JSON when
+--       the invocation continues as new, else '', and run that record's run number)
+-- Returns {ok, rerun}; {0, 1} means stale: nothing written, the lease is still held.
 local meta, journal, resolved, waiting, lock, registry = unpack(KEYS, 1, 6)
-local token, lease_ms, status, outcome, finished, retention_s = unpack(ARGV, 1, 6)
+local token, lease_ms, status, outcome, finished, retention_s, wake_any, seen, reset, run = unpack(ARGV, 1, 10)
 
 if redis.call('GET', lock) ~= token then
   return {0, 0}
 end
 
-local i = 7
-local n_entries = tonumber(ARGV[i])
-call_chunked('RPUSH', journal, i + 1, i + n_entries)
-i = i + n_entries + 1
-local n_waiting = tonumber(ARGV[i])
-local first_step = i + 1
-i = i + n_waiting + 1
-local written = {meta, journal, waiting}
+local i = 11
+local sections = {}
+for s = 1, 4 do
+  local n = tonumber(ARGV[i])
+  sections[s] = {i + 1, i + n}
+  i = i + n + 1
+end
+local entries, steps, signals, claims = unpack(sections)
+
+-- A step this pass resolved itself (it consumed a signal) was resolved meanwhile by its
+-- timer: the pass decided on a stale journal. Write nothing; the caller runs it again.
+for k = claims[1], claims[2] do
+  if redis.call('SISMEMBER', resolved, ARGV[k]) == 1 then
+    return {0, 1}
+  end
+end
+local grew = seen ~= '' and redis.call('LLEN', journal) > tonumber(seen)
+if reset ~= '' then
+  -- Continue as new: the new run starts from its own journal (entries carry over unconsumed
+  -- signals). Whatever arrived during the pass would be lost: run the pass again instead.
+  if grew then
+    return {0, 1}
+  end
+  redis.call('DEL', journal, resolved)
+  redis.call('HSET', meta, 'rec', reset, 'run', run)
+end
+
+call_chunked('RPUSH', journal, entries[1], entries[2])
+call_chunked('SADD', resolved, claims[1], claims[2])
+local written = {meta, journal, waiting, resolved}
 for k = 7, #KEYS do
   local n_fields = tonumber(ARGV[i])
   call_chunked('HSET', KEYS[k], i + 1, i + 2 * n_fields)
   redis.call('SADD', registry, KEYS[k])
   written[#written + 1] = KEYS[k]
   i = i + 2 * n_fields + 1
+end
+
+if reset ~= '' then
+  redis.call('DEL', waiting)
+  redis.call('HDEL', meta, 'wake')
+  retain(registry, written)
+  redis.call('PEXPIRE', lock, lease_ms)
+  return {1, 1}
 end
 
 if finished == '1' then
@@ -36,6 +71,7 @@ if finished == '1' then
   else
     redis.call('HSET', meta, 'status', status, 'outcome', outcome)
   end
+  redis.call('HDEL', meta, 'wake')
   redis.call('DEL', waiting, lock)
   if redis.call('HGET', meta, 'root') == '1' then
     -- The root finished: the whole tree's keys start their retention clock. Registry
@@ -51,17 +87,30 @@ if finished == '1' then
   return {1, 0}
 end
 
--- Steps whose results arrived while the pass ran are not waited on: rerun at once.
+-- Steps whose results arrived while the pass ran are not waited on; a journal that grew
+-- (a signal, a cancel) or, when one member suffices, one resolved member: rerun at once.
 redis.call('DEL', waiting)
-for k = first_step, first_step + n_waiting - 1 do
+local woken = grew
+for k = steps[1], steps[2] do
   if redis.call('SISMEMBER', resolved, ARGV[k]) == 0 then
     redis.call('SADD', waiting, ARGV[k])
+  elseif wake_any == '1' then
+    woken = true
   end
 end
+for k = signals[1], signals[2] do
+  redis.call('SADD', waiting, 'sig:' .. ARGV[k])
+end
 retain(registry, written)
-if redis.call('SCARD', waiting) == 0 then
+if woken or redis.call('SCARD', waiting) == 0 then
+  redis.call('DEL', waiting)
   redis.call('PEXPIRE', lock, lease_ms)
   return {1, 1}
+end
+if wake_any == '1' then
+  redis.call('HSET', meta, 'wake', 'any')
+else
+  redis.call('HDEL', meta, 'wake')
 end
 redis.call('HSET', meta, 'status', 'suspended')
 redis.call('DEL', lock)

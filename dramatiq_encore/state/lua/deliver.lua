@@ -1,15 +1,37 @@
 -- deliver: record a trigger once, create the invocation on a start, resolve a step on a
--- result, then grant the replay lease when the invocation can make progress.
+-- result or a timer, append a signal or a cancel, then grant the replay lease when the
+-- invocation can make progress.
 -- KEYS: meta journal triggers resolved waiting lock registry child_meta
 --       (child_meta is the reporting child's meta on a result, else meta again)
--- ARGV: kind trigger_key record digest root step token lease_ms load_from
---       (record and digest are '' when no record was given; step is '' on a start)
+-- ARGV: kind trigger_key record digest root step token lease_ms load_from payload name run
+--       (record and digest are '' when no record was given; step is '' unless a result or
+--       timer; payload is the step's outcome JSON on a timer, the journal entry JSON on a
+--       signal or cancel, else ''; name is the signal's name, else ''; run is the run of
+--       the caller's cached prefix)
 -- Returns {exists, duplicate, status, token, locked, conflict} with token '' when not granted;
 -- when granted and load_from is given, also {start, record or '', journal[start..]}: the pass
 -- that follows needs no separate load. start falls back to 0 (with the record) when the
--- journal is shorter than load_from, i.e. the caller's cached prefix belongs to an older run.
+-- journal is shorter than load_from or its run is another one (continue as new), i.e. the
+-- caller's cached prefix belongs to an older run.
 local meta, journal, triggers, resolved, waiting, lock, registry, child_meta = unpack(KEYS)
-local kind, trigger_key, record, digest, root, step, token, lease_ms, load_from = unpack(ARGV)
+local kind, trigger_key, record, digest, root, step, token, lease_ms, load_from, payload, name, run = unpack(ARGV)
+
+-- Stop waiting on one member; an invocation that waits on any one member (a race) wakes.
+local function unwait(member)
+  if redis.call('SREM', waiting, member) == 1 and redis.call('HGET', meta, 'wake') == 'any' then
+    redis.call('DEL', waiting)
+  end
+end
+
+-- A step is resolved once: a second result (or a late timer) finds it resolved. Concatenation
+-- avoids a cjson round trip, which would turn large integers into floats.
+local function resolve(outcome)
+  if outcome and redis.call('SISMEMBER', resolved, step) == 0 then
+    redis.call('RPUSH', journal, '{"e":"res","n":' .. step .. ',"o":' .. outcome .. '}')
+    redis.call('SADD', resolved, step)
+    unwait(step)
+  end
+end
 
 if redis.call('EXISTS', meta) == 0 then
   if kind ~= 'start' or record == '' then
@@ -26,14 +48,17 @@ local duplicate = 0
 if redis.call('SADD', triggers, trigger_key) == 0 then
   duplicate = 1
 else
-  -- A step's result is the child's stored outcome, copied once: a second result message
-  -- for the same step finds it resolved. Concatenation avoids a cjson round trip, which
-  -- would turn large integers into floats.
-  local outcome = kind == 'result' and redis.call('HGET', child_meta, 'outcome')
-  if outcome and redis.call('SISMEMBER', resolved, step) == 0 then
-    redis.call('RPUSH', journal, '{"e":"res","n":' .. step .. ',"o":' .. outcome .. '}')
-    redis.call('SADD', resolved, step)
-    redis.call('SREM', waiting, step)
+  if kind == 'result' then
+    resolve(redis.call('HGET', child_meta, 'outcome'))  -- the child's stored outcome
+  elseif kind == 'timer' then
+    resolve(payload)
+  elseif (kind == 'signal' or kind == 'cancel') and ACTIVE[redis.call('HGET', meta, 'status')] then
+    redis.call('RPUSH', journal, payload)
+    if kind == 'cancel' then
+      redis.call('DEL', waiting)
+    else
+      unwait('sig:' .. name)
+    end
   end
   retain(registry, {meta, journal, triggers, resolved})
 end
@@ -47,7 +72,7 @@ if take_lock(meta, lock, token, lease_ms) then
     return {1, duplicate, 'running', token, 0, 0}
   end
   local start = tonumber(load_from)
-  if start > redis.call('LLEN', journal) then
+  if start > redis.call('LLEN', journal) or (redis.call('HGET', meta, 'run') or '0') ~= run then
     start = 0
   end
   local rec = ''

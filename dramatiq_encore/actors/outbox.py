@@ -1,0 +1,90 @@
+"""Messages out: children's starts, results to parents, timer wake-ups, cancels, callbacks.
+
+Everything here runs after the pass that decided it was committed (DESIGN section 6), and
+every message may be sent again by a repair: each is idempotent at its receiver.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+
+from ..state.models import InvocationRecord, Outcome, ParentRef, StepEntry, TimerEntry, WaitEntry
+from .messages import ENVELOPE, MAX_HOP_S, CancelEnvelope, ResultEnvelope, StartEnvelope, TimerEnvelope
+
+if TYPE_CHECKING:
+    from ..app import Encore
+
+logger = logging.getLogger(__name__)
+
+
+class Outbox:
+    """Publishes the engine's own messages on the app's broker."""
+
+    def __init__(self, app: Encore) -> None:
+        self.app = app
+
+    def send(
+        self,
+        queue: str,
+        actor: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        envelope: dict[str, Any],
+        delay: int | None = None,
+    ) -> None:
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=queue, actor_name=actor, args=tuple(args), kwargs=kwargs, options={ENVELOPE: envelope}
+        )
+        self.app.broker.enqueue(message, delay=delay)
+
+    def start_children(self, record: InvocationRecord, steps: list[StepEntry]) -> None:
+        for step in steps:
+            parent = ParentRef(invocation_id=record.invocation_id, task=record.task, queue=record.queue, step=step.n)
+            envelope = StartEnvelope(invocation_id=step.child, identity=step.identity, parent=parent)
+            self.send(step.queue, step.task, step.args, step.kwargs, envelope.model_dump(mode="json"))
+
+    def send_result(self, record: InvocationRecord) -> None:
+        parent = record.parent
+        assert parent is not None
+        envelope = ResultEnvelope(invocation_id=parent.invocation_id, step=parent.step, child=record.invocation_id)
+        self.send(parent.queue, parent.task, [], {}, envelope.model_dump(mode="json"))
+
+    def start_timers(self, record: InvocationRecord, timers: list[TimerEntry | WaitEntry]) -> None:
+        for timer in timers:
+            assert timer.due is not None
+            envelope = TimerEnvelope(invocation_id=record.invocation_id, step=timer.n, due=timer.due)
+            self.send_timer(record.queue, record.task, envelope)
+
+    def send_timer(self, queue: str, actor: str, envelope: TimerEnvelope) -> None:
+        """Send a wake-up to the invocation's own actor, delayed by min(remaining, 30 s)."""
+        remaining = max(0.0, envelope.due - time.time())
+        delay = math.ceil(min(remaining, MAX_HOP_S) * 1000)
+        self.send(queue, actor, [], {}, envelope.model_dump(mode="json"), delay=delay or None)
+
+    def cancel_children(self, steps: list[StepEntry], reason: str) -> None:
+        for step in steps:
+            envelope = CancelEnvelope(invocation_id=step.child, reason=reason)
+            self.send(step.queue, step.task, [], {}, envelope.model_dump(mode="json"))
+
+    def callback(self, record: InvocationRecord, outcome: Outcome) -> None:
+        """Fire the invocation's ``on_success`` / ``on_failure`` dramatiq callback, if any."""
+        target = record.callbacks.get("on_success" if outcome.ok else "on_failure")
+        if not target:
+            return
+        original = {
+            "queue_name": record.queue,
+            "actor_name": record.task,
+            "args": record.args,
+            "kwargs": record.kwargs,
+            "options": {},
+            "message_id": record.message_id,
+            "message_timestamp": int(record.created_at * 1000),
+        }
+        error = outcome.error
+        payload = outcome.value if error is None else {"type": error.type, "message": error.message}
+        self.app.broker.get_actor(target).send(original, payload)
