@@ -57,7 +57,8 @@ def measure_floor(steps: int, runs: int) -> list[float]:
         run_id = uuid.uuid4().hex
         start = time.perf_counter()
         raw_step.send(run_id, 0, steps)
-        poll(lambda: _redis.exists(f"bench:raw:{run_id}") == 1)
+        done_key = f"bench:raw:{run_id}"
+        poll(lambda key=done_key: _redis.exists(key) == 1)
         per_step.append((time.perf_counter() - start) / steps)
     return per_step
 
@@ -72,7 +73,7 @@ def measure_encore(steps: int, runs: int) -> list[float]:
         inv = sequential.send(steps)
         meta_key = keys.meta(inv.invocation_id)
         # As cheap a poll as the floor's EXISTS: one HGET, no decoding of the record.
-        poll(lambda: client.hget(meta_key, "status") == "succeeded")
+        poll(lambda key=meta_key: client.hget(key, "status") == "succeeded")
         per_step.append((time.perf_counter() - start) / steps)
         assert inv.result == sum(range(steps))
     return per_step

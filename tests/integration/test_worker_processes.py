@@ -75,7 +75,7 @@ def test_sigkill_each_worker_during_a_ten_step_workflow(wf_app: ModuleType, work
 
     # When each worker's process group is SIGKILLed mid-workflow and restarted
     for worker, after in ((workers[0], 2), (workers[1], 5)):
-        assert wait_until(lambda: steps_done() >= after, timeout=30)
+        assert wait_until(lambda n=after: steps_done() >= n, timeout=30)
         worker.kill()
         time.sleep(0.2)
         worker.start()
