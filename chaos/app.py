@@ -32,18 +32,21 @@ FAILING_ATTEMPTS = FAST_RETRY["max_retries"] + 1
 
 
 class SlowPublish(Middleware):
-    """Delays every publish by up to ``max_ms`` (``CHAOS_PUBLISH_DELAY_MS``).
+    """Delays every publish by up to ``max_ms`` (``CHAOS_PUBLISH_DELAY_MS``), half before, half after.
 
-    The engine commits a pass, then publishes what it sent (child starts, results). A crash
-    in between is what its repair path exists for, but that gap lasts well under a
-    millisecond, so random SIGKILLs almost never land in it. Widening it makes them land.
+    The engine's recovery paths cover crashes between committing a pass and publishing its
+    messages, and between publishing ahead and committing. Both gaps last well under a
+    millisecond, so random SIGKILLs almost never land in them; widening them makes them land.
     """
 
     def __init__(self, max_ms: int) -> None:
-        self.max_ms = max_ms
+        self.half_s = max_ms / 2000
 
     def before_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int) -> None:
-        time.sleep(random.uniform(0, self.max_ms) / 1000)
+        time.sleep(random.uniform(0, self.half_s))
+
+    def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int) -> None:
+        time.sleep(random.uniform(0, self.half_s))
 
 
 app = Encore()

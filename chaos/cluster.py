@@ -208,6 +208,25 @@ class Cluster:
             if not self._closed.is_set():
                 self.redis.start()
 
+    def supervise(self) -> int:
+        """Restart workers whose process exited on its own, as a process supervisor would.
+
+        A worker that boots while the chaos Redis is down exits at import (``Encore()``
+        cannot reach the state store) and dramatiq then stops its whole group.
+        """
+        restarted = 0
+        with self._lock:
+            if self._closed.is_set():
+                return 0
+            for worker in self.workers:
+                code = None if worker.proc is None else worker.proc.poll()
+                if code is not None:
+                    logger.warning("worker %d exited on its own (code %s); restarting it", worker.index, code)
+                    worker.kill()  # whatever is left of its group
+                    worker.start()
+                    restarted += 1
+        return restarted
+
     # -- teardown -------------------------------------------------------------------------
     def close(self) -> None:
         """Stop every worker, shut the chaos Redis down and delete its directory (idempotent)."""

@@ -105,6 +105,7 @@ class Progress:
     sent: dict[str, float] = dataclasses.field(default_factory=dict)
     finished: dict[str, float] = dataclasses.field(default_factory=dict)
     send_retries: int = 0
+    worker_exits: int = 0  # workers that died without a kill fault and were restarted
 
 
 def send(module: ModuleType, spec: WorkflowSpec, progress: Progress) -> None:
@@ -158,6 +159,7 @@ def drive(
                 send(module, spec, progress)
             if time.monotonic() >= next_poll:
                 poll(state, progress)
+                progress.worker_exits += cluster.supervise()
                 next_poll = time.monotonic() + POLL_S
             time.sleep(0.05)
         logger.info("window over after %.0f s: %d sent, %d finished, %d faults; draining (up to %.0f s)",
@@ -167,6 +169,7 @@ def drive(
         while len(progress.finished) < len(specs) and time.monotonic() < deadline:
             time.sleep(POLL_S)
             poll(state, progress)
+            progress.worker_exits += cluster.supervise()
     finally:
         injector.stop()
     return progress, injector
@@ -260,7 +263,8 @@ def summary(config: RunConfig, injector: Injector, verdict: Verdict, duplicates:
     return (
         f"workflows {config.workflows} | faults {len(injector.done)} ({kinds}) | lost {len(verdict.lost)} | "
         f"mismatched {len(verdict.mismatched)} | stuck {len(verdict.stuck)} | "
-        f"duplicate child executions {duplicates} | p50 workflow s {p50:.1f} | dead-lettered {dead}"
+        f"duplicate child executions {duplicates} | p50 workflow s {p50:.1f} | dead-lettered {dead} | "
+        f"unexpected worker exits {progress.worker_exits}"
     )
 
 

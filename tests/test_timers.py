@@ -49,7 +49,12 @@ def _declare_sleeper(harness: Harness) -> Any:
     return sleeper
 
 
-def test_a_two_second_timer_fires_within_a_second_of_due(harness: Harness) -> None:
+# Timing figures belong to benchmarks (benchmarks/timer_latency.py measures how late a 2 s
+# timer fires); here only correctness and a generous liveness bound are asserted.
+LIVENESS_S = 10.0
+
+
+def test_a_two_second_timer_fires_after_its_due_time(harness: Harness) -> None:
     sleeper = _declare_sleeper(harness)
     harness.start()
     started = time.monotonic()
@@ -59,8 +64,8 @@ def test_a_two_second_timer_fires_within_a_second_of_due(harness: Harness) -> No
 
     slept = dt.datetime.fromisoformat(result["after"]) - dt.datetime.fromisoformat(result["before"])
     print(f"\n[timer] 2 s sleep on {harness.kind}: resumed after {slept.total_seconds():.3f} s")
-    assert dt.timedelta(seconds=2.0) <= slept <= dt.timedelta(seconds=3.5)
-    assert 2.0 <= elapsed <= 3.5 + 1.0
+    assert dt.timedelta(seconds=2.0) <= slept <= dt.timedelta(seconds=2.0 + LIVENESS_S)
+    assert 2.0 <= elapsed <= 2.0 + LIVENESS_S
     timers = [e for e in journal(harness.app, inv.invocation_id) if e["e"] == "timer"]
     assert len(timers) == 1 and timers[0]["seconds"] == 2.0
 
@@ -75,7 +80,7 @@ def test_long_timers_hop_at_most_the_maximum_delay(harness: Harness, monkeypatch
     result = sleeper.send(dt.timedelta(seconds=1.5)).wait(timeout=WAIT)
     # Then the wake-up was sent on several times, and still fired on time
     slept = dt.datetime.fromisoformat(result["after"]) - dt.datetime.fromisoformat(result["before"])
-    assert dt.timedelta(seconds=1.5) <= slept <= dt.timedelta(seconds=3.0)
+    assert dt.timedelta(seconds=1.5) <= slept <= dt.timedelta(seconds=1.5 + LIVENESS_S)
     assert counter.sent >= 3  # sent, then sent on at least twice
 
 

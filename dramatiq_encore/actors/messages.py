@@ -14,10 +14,13 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from ..errors import EncoreError
 from ..identity import WorkflowIdentity, check_workflow_id
 from ..state.backend import Trigger
-from ..state.models import ParentRef
+from ..state.models import Outcome, ParentRef
 
 ENVELOPE = "encore"
 NUDGES = "encore_nudges"
+# Set on a re-sent copy whose trigger its first delivery recorded: the lease holder of that
+# moment answers for the trigger's effects, so the copy never needs to repair them.
+FRESH = "encore_fresh"
 
 
 class StartEnvelope(BaseModel):
@@ -33,15 +36,20 @@ class StartEnvelope(BaseModel):
 
 
 class ResultEnvelope(BaseModel):
-    """Child ``child`` finished: resolve step ``step`` of ``invocation_id`` from its outcome."""
+    """Child ``child`` finished: resolve step ``step`` of ``invocation_id`` from its outcome.
+
+    The outcome travels in the message, so the child may publish it before its own commit
+    (off the critical path); without one, the child's stored outcome is used.
+    """
 
     kind: Literal["result"] = "result"
     invocation_id: str
     step: int
     child: str
+    outcome: Outcome | None = None
 
     def trigger(self) -> Trigger:
-        return Trigger.result(self.step, self.child)
+        return Trigger.result(self.step, self.child, self.outcome)
 
 
 class TimerEnvelope(BaseModel):

@@ -48,10 +48,12 @@ class Outbox:
             envelope = StartEnvelope(invocation_id=step.child, identity=step.identity, parent=parent)
             self.send(step.queue, step.task, step.args, step.kwargs, envelope.model_dump(mode="json"))
 
-    def send_result(self, record: InvocationRecord) -> None:
+    def send_result(self, record: InvocationRecord, outcome: Outcome | None = None) -> None:
         parent = record.parent
         assert parent is not None
-        envelope = ResultEnvelope(invocation_id=parent.invocation_id, step=parent.step, child=record.invocation_id)
+        envelope = ResultEnvelope(
+            invocation_id=parent.invocation_id, step=parent.step, child=record.invocation_id, outcome=outcome
+        )
         self.send(parent.queue, parent.task, [], {}, envelope.model_dump(mode="json"))
 
     def start_timers(self, record: InvocationRecord, timers: list[TimerEntry | WaitEntry]) -> None:

@@ -32,6 +32,7 @@ from .context import WorkflowContext
 from .leases import LeaseKeeper
 from .messages import (
     DUE_SLACK_S,
+    FRESH,
     NUDGES,
     AnyEnvelope,
     CancelEnvelope,
@@ -101,7 +102,8 @@ class Runtime:
     ) -> None:
         try:
             envelope = read_envelope(message.options, message.message_id, task.name)
-            if isinstance(envelope, StartEnvelope):
+            if isinstance(envelope, StartEnvelope) and envelope.parent is None:
+                # A child's arguments were checked by its parent's pass; a producer's are not.
                 self._refuse_pipelines(task, message)
                 check_size(
                     f"arguments of {task.name} (message {message.message_id})",
@@ -130,8 +132,8 @@ class Runtime:
             return
         if delivery.token is None:
             if delivery.locked:
-                self._nudge(message)
-            elif delivery.duplicate:
+                self._nudge(message, fresh=not delivery.duplicate)
+            elif delivery.duplicate and not self._fresh_copy(message):
                 self._repair(invocation_id, trigger.key)
             return
         self._drive(task, invocation_id, delivery, cached, trigger.key, message)
@@ -192,6 +194,9 @@ class Runtime:
                     self.state.release(invocation_id, token)
                     assert outcome.exception is not None
                     raise outcome.exception  # dramatiq's Retries re-enqueues with backoff
+                ahead = not outcome.context.data_writes
+                if ahead:
+                    self._publish_ahead(snapshot, outcome)
                 committed = self.state.commit(invocation_id, token, self._commit(snapshot, outcome))
                 if not committed.ok and committed.rerun:
                     continue  # stale: a timer resolved a step this pass resolved itself; run again
@@ -199,6 +204,8 @@ class Runtime:
                     logger.warning("invocation %s: lease lost before commit; re-sending its message", invocation_id)
                     self._nudge(message)
                     return
+                if not ahead:
+                    self._publish_ahead(snapshot, outcome)
                 self._publish(snapshot, outcome)
                 if outcome.finished or not committed.rerun:
                     return
@@ -316,11 +323,28 @@ class Runtime:
         )
 
     # -- messages out -----------------------------------------------------------------------
+    def _publish_ahead(self, snapshot: Snapshot, outcome: PassOutcome) -> None:
+        """Before the commit: the messages on the workflow's critical path.
+
+        Sending the children's starts and the result to the parent first takes the commit's
+        round trip off the path from one step to the next. It is safe because a receiver
+        never depends on this commit: a child's start carries everything the child needs, a
+        result carries its outcome, a result that reaches a parent whose lease is still held
+        is recorded at once (the holder's commit then reruns the pass), and ids are
+        deterministic, so a pass that must run again sends the same messages, which are
+        deduplicated. A crash before the commit leaves the trigger unacked: its redelivery
+        runs the pass again. A pass that wrote workflow data sends them after its commit
+        instead: the child (or the parent) must see that data when it runs.
+        """
+        record = snapshot.meta.record
+        self.outbox.start_children(record, outcome.context.new_steps)
+        if outcome.finished and record.parent is not None:
+            self.outbox.send_result(record, self._outcome(snapshot, outcome))
+
     def _publish(self, snapshot: Snapshot, outcome: PassOutcome) -> None:
-        """After the commit: start the pass's children and timers, cascade a cancel, report."""
+        """After the commit: the pass's timers, a cancel's cascade, the completion callbacks."""
         record = snapshot.meta.record
         ctx = outcome.context
-        self.outbox.start_children(record, ctx.new_steps)
         self.outbox.start_timers(record, ctx.new_timers)
         if ctx.cancel_raised:
             reason = snapshot.cancel.reason if snapshot.cancel is not None else ""
@@ -336,11 +360,17 @@ class Runtime:
             record.identity.workflow_id,
             status,
         )
-        if record.parent is not None:
-            self.outbox.send_result(record)
         self.outbox.callback(record, outcome)
 
-    def _nudge(self, message: MessageProxy, transient: bool = False) -> None:
+    @staticmethod
+    def _fresh_copy(message: MessageProxy) -> bool:
+        """A re-sent copy of a trigger that its first delivery recorded, delivered for the first
+        time: whoever held the lease then answers for the trigger's effects, so there is nothing
+        to repair (and a repair loads the whole journal). A redelivery (after a crash of a worker
+        that may have driven a pass with this copy) is repaired as usual."""
+        return bool(message.options.get(FRESH)) and not getattr(message, "redelivered", False)
+
+    def _nudge(self, message: MessageProxy, transient: bool = False, fresh: bool = False) -> None:
         """Re-send a copy shortly: the lease is held (contention), was lost, or the store is down.
 
         Raising ``Retry`` would consume the user's ``max_retries``; a delayed copy does not.
@@ -348,7 +378,8 @@ class Runtime:
         nudges = int(message.options.get(NUDGES, 0))
         base, cap = (100, 5_000) if transient else (20, 1_000)
         delay = min(base * 2 ** min(nudges, 16), cap) + random.randint(0, 20)
-        self.app.broker.enqueue(message.copy(options={NUDGES: nudges + 1}), delay=delay)
+        options = {NUDGES: nudges + 1, FRESH: fresh or bool(message.options.get(FRESH))}
+        self.app.broker.enqueue(message.copy(options=options), delay=delay)
 
     def _repair(self, invocation_id: str, trigger_key: str) -> None:
         """A trigger seen before: re-send what its pass sent, in case a crash lost it."""

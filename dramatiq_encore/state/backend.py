@@ -43,7 +43,8 @@ class Trigger(BaseModel):
     key: str
     step: int | None = None
     child: str | None = None
-    #: timer: the outcome that resolves ``step`` (a result copies the child's stored one).
+    #: timer, result: the outcome that resolves ``step`` (a result without one copies the
+    #: child's stored outcome).
     outcome: Outcome | None = None
     #: signal: its name (wakes an invocation waiting on it).
     name: str | None = None
@@ -55,8 +56,8 @@ class Trigger(BaseModel):
         return cls(kind="start", key="start")
 
     @classmethod
-    def result(cls, step: int, child: str) -> Trigger:
-        return cls(kind="result", key=f"res:{step}", step=step, child=child)
+    def result(cls, step: int, child: str, outcome: Outcome | None = None) -> Trigger:
+        return cls(kind="result", key=f"res:{step}", step=step, child=child, outcome=outcome)
 
     @classmethod
     def timer(cls, step: int) -> Trigger:

@@ -108,8 +108,9 @@ class MemoryState(StateBackend):
         if trigger.kind == "result":
             assert trigger.step is not None and trigger.child is not None
             child = self._invocations.get(trigger.child)
-            if child is not None and child.outcome is not None:
-                self._resolve(inv, trigger.step, child.outcome)
+            outcome = trigger.outcome or (child.outcome if child is not None else None)
+            if outcome is not None:
+                self._resolve(inv, trigger.step, outcome)
         elif trigger.kind == "timer":
             assert trigger.step is not None and trigger.outcome is not None
             self._resolve(inv, trigger.step, trigger.outcome)

@@ -242,7 +242,8 @@ class RedisState(StateBackend):
         start, rec, entries = loaded
         return dataclasses.replace(
             delivery,
-            record=InvocationRecord.model_validate_json(rec) if rec else None,
+            # An empty record from 0 means the delivery created it from the caller's own.
+            record=InvocationRecord.model_validate_json(rec) if rec else (record if int(start) == 0 else None),
             entries=tuple(_text(entry) for entry in entries),
             loaded_from=int(start),
         )

@@ -5,7 +5,8 @@
 --       (child_meta is the reporting child's meta on a result, else meta again)
 -- ARGV: kind trigger_key record digest root step token lease_ms load_from payload name run
 --       (record and digest are '' when no record was given; step is '' unless a result or
---       timer; payload is the step's outcome JSON on a timer, the journal entry JSON on a
+--       timer; payload is the step's outcome JSON on a timer or a result (when the message
+--       carries it), the journal entry JSON on a
 --       signal or cancel, else ''; name is the signal's name, else ''; run is the run of
 --       the caller's cached prefix)
 -- Returns {exists, duplicate, status, token, locked, conflict} with token '' when not granted;
@@ -33,10 +34,12 @@ local function resolve(outcome)
   end
 end
 
+local created = false
 if redis.call('EXISTS', meta) == 0 then
   if kind ~= 'start' or record == '' then
     return {0, 0, 'pending', '', 0, 0}
   end
+  created = true
   redis.call('HSET', meta, 'rec', record, 'status', 'pending', 'digest', digest, 'root', root)
   -- Registered once, whether or not each key exists yet: retention expires them all.
   redis.call('SADD', registry, meta, journal, triggers, resolved, waiting)
@@ -49,7 +52,11 @@ if redis.call('SADD', triggers, trigger_key) == 0 then
   duplicate = 1
 else
   if kind == 'result' then
-    resolve(redis.call('HGET', child_meta, 'outcome'))  -- the child's stored outcome
+    if payload ~= '' then
+      resolve(payload)  -- the outcome the child's message carries
+    else
+      resolve(redis.call('HGET', child_meta, 'outcome'))  -- the child's stored outcome
+    end
   elseif kind == 'timer' then
     resolve(payload)
   elseif (kind == 'signal' or kind == 'cancel') and ACTIVE[redis.call('HGET', meta, 'status')] then
@@ -75,8 +82,9 @@ if take_lock(meta, lock, token, lease_ms) then
   if start > redis.call('LLEN', journal) or (redis.call('HGET', meta, 'run') or '0') ~= run then
     start = 0
   end
+  -- The record just created from ARGV is the caller's own: not sent back.
   local rec = ''
-  if start == 0 then
+  if start == 0 and not created then
     rec = redis.call('HGET', meta, 'rec')
   end
   return {1, duplicate, 'running', token, 0, 0, start, rec, redis.call('LRANGE', journal, start, -1)}

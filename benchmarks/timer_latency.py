@@ -1,0 +1,46 @@
+"""How late a durable timer fires: `wf.sleep(2)` on RabbitMQ + Redis with `dramatiq` CLI workers.
+
+    python benchmarks/timer_latency.py [--sleeps 8] [--seconds 2]
+
+Lateness = (utc_now after the sleep - utc_now before it) - the duration, so it includes the
+wake-up hop and the replay. Workers are idle apart from the timers (2 processes x 8 threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.step_latency import DEFAULT_AMQP, DEFAULT_REDIS, workers  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sleeps", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.setdefault("ENCORE_BROKER_URL", DEFAULT_AMQP)
+    env.setdefault("ENCORE_STATE_URL", DEFAULT_REDIS)
+    os.environ.update({k: env[k] for k in ("ENCORE_BROKER_URL", "ENCORE_STATE_URL")})
+    from benchmarks.timer_app import sleeper
+
+    late: list[float] = []
+    with workers("benchmarks.timer_app", 2, 8, env):
+        for _ in range(args.sleeps):  # one at a time: an idle system
+            result = sleeper.send(args.seconds).wait(timeout=args.seconds + 30)
+            slept = dt.datetime.fromisoformat(result["after"]) - dt.datetime.fromisoformat(result["before"])
+            late.append(slept.total_seconds() - args.seconds)
+    print(f"{args.sleeps} sleeps of {args.seconds} s: fired late by median {statistics.median(late):.3f} s, "
+          f"max {max(late):.3f} s, min {min(late):.3f} s (target: within 1 s)")
+
+
+if __name__ == "__main__":
+    main()
