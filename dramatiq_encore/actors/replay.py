@@ -49,6 +49,9 @@ class Snapshot:
         self.signals: list[SignalEntry] = []
         self.consumed: set[str] = set()
         self.cancel: CancelEntry | None = None
+        # Results that reached the journal before their step did (a child's start is sent
+        # ahead of its parent's commit): they count once the step is recorded.
+        self._early: dict[int, tuple[int, ResolvedEntry]] = {}
 
     def apply(self, raw_entries: list[str]) -> None:
         """Fold journal entries (JSON text) that follow the ones already applied."""
@@ -58,8 +61,13 @@ class Snapshot:
                 self.values.setdefault(entry.k, []).append(entry)
             elif isinstance(entry, StepEntry | TimerEntry | WaitEntry):
                 self.steps[entry.n] = entry
+                if entry.n in self._early:
+                    self._resolve(*self._early.pop(entry.n))
             elif isinstance(entry, ResolvedEntry):
-                self._resolve(index, entry)
+                if entry.n in self.steps:
+                    self._resolve(index, entry)
+                else:
+                    self._early.setdefault(entry.n, (index, entry))
             elif isinstance(entry, SignalEntry):
                 self.signals.append(entry)
             elif self.cancel is None:

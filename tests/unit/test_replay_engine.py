@@ -808,3 +808,23 @@ def test_history_recorded_by_other_code_fails_with_nondeterminism(history_file: 
     assert exc.workflow_id == rec.identity.workflow_id and exc.step == step
     assert exc.recorded.startswith(history["recorded_task"]) and exc.requested.startswith("charge_payment(")
     assert outcome.context.entries == [] and outcome.context.data_writes == {}
+
+
+def test_a_result_journaled_before_its_step_counts_once_the_step_is_recorded() -> None:
+    # Given a journal where step 1's result precedes step 1 (its start was sent ahead of the
+    # parent's commit, and the parent crashed before committing)
+    from dramatiq_encore.actors.replay import Snapshot
+    from dramatiq_encore.identity import WorkflowIdentity
+    from dramatiq_encore.state.models import InvocationMeta, InvocationRecord, Outcome, ResolvedEntry, StepEntry
+
+    identity = WorkflowIdentity.root("wf", "flow")
+    record = InvocationRecord(invocation_id="wf", task="flow", queue="q", identity=identity, digest="d", seed="s")
+    snapshot = Snapshot(InvocationMeta(record=record))
+    snapshot.apply([ResolvedEntry(n=1, o=Outcome(ok=True, value=7)).model_dump_json()])
+    # Then the result is not usable yet: the step is not recorded
+    assert 1 not in snapshot.results
+    # When the step is recorded after it
+    step = StepEntry(n=1, task="child", queue="q", digest="x", child="wf/1", identity=identity)
+    snapshot.apply([step.model_dump_json()])
+    # Then the result counts, with the position it had in the journal
+    assert snapshot.results[1].value == 7 and snapshot.order[1] == 0
