@@ -230,3 +230,34 @@ def test_refused_workflow_ids(harness: Harness) -> None:
     for bad in ("a{b", "a}b", "a/b", ""):
         with pytest.raises(EncoreError):
             wf.send_with_options(args=("x",), workflow_id=bad)
+
+
+def test_rabbitmq_unreachable_at_start_names_the_url_without_its_password() -> None:
+    from dramatiq_encore import Encore
+    from dramatiq_encore.broker_config import EncoreSettings
+    from dramatiq_encore.errors import BrokerUnavailable
+    from dramatiq_encore.state import MemoryState
+
+    # Given a broker URL where nothing listens (port 1 on loopback)
+    url = "amqp://guest:n0t-logged@127.0.0.1:1/%2F"
+    app = Encore(settings=EncoreSettings(broker_url=url), state=MemoryState(), default_queue="q-unreachable")
+
+    @app.task
+    def anything() -> None:
+        return None
+
+    # When a workflow is started, Then the error says where and what to check, without the password
+    with pytest.raises(BrokerUnavailable) as err:
+        anything.send()
+    text = str(err.value)
+    assert "amqp://guest:***@127.0.0.1:1" in text and "ENCORE_BROKER_URL" in text
+    assert "n0t-logged" not in text
+
+
+def test_redis_unreachable_at_start_names_the_url_without_its_password() -> None:
+    from dramatiq_encore.errors import ConfigurationError
+    from dramatiq_encore.state import RedisState
+
+    with pytest.raises(ConfigurationError) as err:
+        RedisState.from_url("redis://:n0t-logged@127.0.0.1:1/0")
+    assert "redis://:***@127.0.0.1:1/0" in str(err.value) and "n0t-logged" not in str(err.value)
