@@ -159,3 +159,24 @@ def test_sigkill_across_continue_as_new(wf_app: ModuleType, workers: list[Worker
     assert run() == 7 and _count(wf_app, inv.invocation_id, "step") == 1
     executions = _executions(wf_app, key)
     assert all(executions.get(f"{key}:{i}", 0) >= 1 for i in range(8))
+
+
+def test_sigkill_then_deploy_a_patched_version_mid_workflow(
+    wf_app: ModuleType, workers: list[WorkerProcess]
+) -> None:
+    # Given a workflow run by version 1 that is past the patch point (waiting on step 2)
+    key = f"ver-{uuid.uuid4().hex[:6]}"
+    inv = wf_app.versioned_flow.send(key, 1.0)
+    assert wait_until(lambda: _count(wf_app, inv.invocation_id, "step") >= 2, timeout=30)
+    # When every worker is SIGKILLed and restarted with version 2 of the code
+    for worker in workers:
+        worker.kill()
+        worker.env = {**worker.env, "ENCORE_TEST_CODE_VERSION": "2"}
+    time.sleep(0.3)
+    for worker in workers:
+        worker.start()
+    # Then the in-flight run replays the old branch, and a new run takes the new one
+    old = inv.wait(timeout=60)
+    assert old["path"] == "old" and old["steps"] == [0, 1] and old["version"] == 2
+    new = wf_app.versioned_flow.send(f"{key}-new", 0.0).wait(timeout=30)
+    assert new["path"] == "new" and new["steps"] == [0, 1]

@@ -162,3 +162,20 @@ def looping_flow(key: str, round_no: int, rounds: int, total: int) -> dict[str, 
     if round_no + 1 < rounds:
         looping_flow.wf.continue_as_new(key, round_no + 1, rounds, total)
     return {"total": total, "rounds": round_no + 1}
+
+
+# Which version of the code this worker runs: a test restarts workers with version 2 to
+# deploy a change while a workflow is in flight.
+CODE_VERSION = int(os.environ.get("ENCORE_TEST_CODE_VERSION", "1"))
+
+
+@app.task(queue_name=QUEUE)
+def versioned_flow(key: str, delay: float) -> dict[str, Any]:
+    """Version 2 added a receipt step between the two steps, guarded by patched()."""
+    first = versioned_flow.wf.execute_task(slow_step, key, 0, delay).result
+    path = "old"
+    if CODE_VERSION >= 2 and versioned_flow.wf.patched("receipt"):
+        versioned_flow.wf.execute_task(slow_step, key, 100, 0.0)
+        path = "new"
+    second = versioned_flow.wf.execute_task(slow_step, key, 1, delay).result
+    return {"path": path, "steps": [first["i"], second["i"]], "version": CODE_VERSION}

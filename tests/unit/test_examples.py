@@ -46,6 +46,8 @@ EXPECTED: dict[str, list[str]] = {
     "fan_out": ['"quotes": 3', '"umbrella": "umbrella is offline"', "best supplier: globex", '"budget": "BUD-BOLT-M8-'],
     "durable_timer": ["slept between reminders: True", '"credit": "no answer in time: escalate to a person"'],
     "signals": ['"status": "published"', '"approved_by": "ada"', "A-101: cancelled (Cancelled:", "author withdrew"],
+    "versioning": ['"log": ["P-1 packed", "P-1 shipped"]', '"P-2 insured"'],
+    "long_running": ['"cursor": 100', "bounded history: True", '"last_cursor": 80'],
 }
 
 
