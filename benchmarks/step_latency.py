@@ -95,17 +95,23 @@ def main() -> None:
     redis.Redis.from_url(env["ENCORE_STATE_URL"]).ping()
 
     floor: list[float] = []
+    confirmed: list[float] = []
     encore: list[float] = []
     for _ in range(args.rounds):
         with workers("benchmarks.raw_app", args.processes, args.threads, env):
             measure_floor(args.steps, 3)  # warm-up
             floor += measure_floor(args.steps, args.runs)
+        # The same raw actors with publisher confirms: what that durability setting alone costs.
+        with workers("benchmarks.raw_app", args.processes, args.threads, {**env, "BENCH_RAW_CONFIRMS": "1"}):
+            measure_floor(args.steps, 3)
+            confirmed += measure_floor(args.steps, args.runs)
         with workers("benchmarks.encore_app", args.processes, args.threads, env):
             measure_encore(args.steps, 3)  # warm-up
             encore += measure_encore(args.steps, args.runs)
-    f, e = statistics.median(floor), statistics.median(encore)
+    f, c, e = statistics.median(floor), statistics.median(confirmed), statistics.median(encore)
     print(f"steps per workflow {args.steps} | runs {len(encore)} | workers {args.processes}x{args.threads}")
     print(f"floor (raw dramatiq, 2 hops per step, default broker settings): {f * 1000:.3f} ms/step")
+    print(f"raw dramatiq with publisher confirms (reference only): {c * 1000:.3f} ms/step ({c / f:.2f} x floor)")
     print(f"encore (RabbitMQ confirms + Redis, every durability default on): {e * 1000:.3f} ms/step")
     print(f"ratio encore/floor: {e / f:.2f} (target <= 2.5)")
 
