@@ -16,6 +16,7 @@ from dramatiq_encore import EncoreError, TaskError
 from dramatiq_encore.errors import PayloadTooLarge, WorkflowIdConflict
 from tests.conftest import Harness
 from tests.support.services import amqp_url
+from tests.support.waiting import wait_until as _wait_for
 
 
 def _declare(harness: Harness) -> tuple[Any, Any]:
@@ -60,14 +61,6 @@ def _dead_letters(queue: str) -> int:
     finally:
         connection.close()
 
-
-def _wait_for(condition: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _body(**fields: Any) -> bytes:

@@ -10,6 +10,7 @@ import pytest
 from dramatiq_encore import TaskError
 from dramatiq_encore.errors import WorkflowCancelled
 from tests.conftest import Harness
+from tests.support.waiting import wait_until as _until
 from tests.test_contract import Tally, journal
 
 WAIT = 20.0
@@ -141,11 +142,3 @@ def test_cancelling_a_finished_workflow_changes_nothing(harness: Harness) -> Non
     assert harness.app.get_invocation(inv.invocation_id).wait(timeout=1) == 7
     assert all(e["e"] != "cancel" for e in journal(harness.app, inv.invocation_id))
 
-
-def _until(condition: Any, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False

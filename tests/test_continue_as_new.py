@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from dramatiq_encore import WorkflowIdentity
 from dramatiq_encore.state import Commit, Trigger
 from dramatiq_encore.state.models import InvocationRecord, SignalEntry, ValueEntry
 from tests.conftest import Harness
+from tests.support.waiting import wait_until as _until
 from tests.test_contract import Tally, journal
 
 WAIT = 20.0
@@ -114,11 +114,3 @@ def test_state_a_reset_replaces_the_journal_and_stale_prefixes_reload_from_zero(
     assert delivery.record is not None and delivery.record.run == 1
     assert delivery.entries is not None and len(delivery.entries) == 1 + 4 + 1
 
-
-def _until(condition: Any, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False

@@ -10,6 +10,7 @@ import pytest
 
 from dramatiq_encore import NonDeterminismError, TaskError
 from tests.conftest import Harness
+from tests.support.waiting import wait_until as _until
 from tests.test_contract import Tally, journal
 
 WAIT = 20.0
@@ -174,11 +175,3 @@ def test_changed_parallel_step_fails_with_nondeterminism(harness: Harness) -> No
     assert err.value.error_type == NonDeterminismError.__name__
     assert "step 2" in err.value.message
 
-
-def _until(condition: Any, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False

@@ -14,6 +14,7 @@ from dramatiq_encore.actors.messages import ENVELOPE
 from dramatiq_encore.state import Commit, StateBackend, Trigger
 from dramatiq_encore.state.models import InvocationRecord, Outcome, ResolvedEntry, WaitEntry
 from tests.conftest import Harness
+from tests.support.waiting import wait_until as _until
 from tests.test_contract import Tally, journal
 
 WAIT = 20.0
@@ -305,11 +306,3 @@ def test_state_a_journal_that_grew_during_the_pass_reruns_it(harness: Harness) -
     committed = state.commit("wf-g", token, suspend)
     assert committed.ok and committed.rerun  # not suspended: the pass runs again and finds it
 
-
-def _until(condition: Any, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False

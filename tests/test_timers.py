@@ -15,6 +15,7 @@ from dramatiq_encore import NonDeterminismError, TaskError
 from dramatiq_encore.actors import outbox
 from dramatiq_encore.actors.messages import ENVELOPE
 from tests.conftest import Harness
+from tests.support.waiting import wait_until as _until
 from tests.test_contract import Tally, journal
 
 WAIT = 20.0
@@ -181,11 +182,3 @@ def test_execute_task_with_options_times_out_deterministically(harness: Harness)
     kinds = [e["e"] for e in journal(app, inv.invocation_id) if e["e"] in ("step", "timer")]
     assert kinds == ["step", "timer", "step", "timer", "step"]
 
-
-def _until(condition: Any, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False

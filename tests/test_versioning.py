@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from tests.conftest import Harness
+from tests.support.waiting import wait_until as _until
 
 WAIT = 20
 
@@ -67,13 +68,3 @@ def test_patched_before_the_patch_point_takes_the_new_branch(harness: Harness) -
     # Then it reaches the point with the new code, so it takes the new branch
     assert inv.wait(timeout=WAIT) == "new"
 
-
-def _until(condition: Any, timeout: float = WAIT) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
