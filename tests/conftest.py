@@ -18,6 +18,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from dramatiq_encore import Encore
 from dramatiq_encore.broker_config import EncoreSettings
+from dramatiq_encore.broker_config.embedded import start_time_limits
 from dramatiq_encore.state import MemoryState
 from tests.support.redis_cluster import redis_cluster, require_redis_server
 from tests.support.services import require_real_services, stop_containers
@@ -39,6 +40,7 @@ class Harness:
                 for queue in self.app.broker.get_declared_queues():
                     self.app.broker.declare_queue(queue, ensure=True)  # as a booted worker would
                     self.app.broker.flush(queue)
+            start_time_limits(self.app.broker)
             self._worker = dramatiq.Worker(self.app.broker, worker_threads=threads, worker_timeout=20)
             self._worker.start()
         return self.app

@@ -11,12 +11,25 @@ import logging
 import threading
 
 import dramatiq
+from dramatiq.middleware import TimeLimit
 
 logger = logging.getLogger(__name__)
 
 WORKER_THREADS = 8
 # How often the worker looks at delayed messages (retries, contention re-sends), in ms.
 WORKER_TIMEOUT_MS = 20
+
+
+def start_time_limits(broker: dramatiq.Broker) -> None:
+    """Start TimeLimit's watchdog, as the ``dramatiq`` CLI does when a worker process boots.
+
+    An in-process ``dramatiq.Worker`` never emits ``process_boot``, so without this the
+    ``time_limit`` actor option would silently not apply. Only this middleware is booted:
+    emitting ``process_boot`` itself would also start, say, a Prometheus exporter.
+    """
+    for middleware in broker.middleware:
+        if isinstance(middleware, TimeLimit) and not getattr(middleware.manager, "is_alive", lambda: True)():
+            middleware.after_process_boot(broker)
 
 
 class EmbeddedWorker:
@@ -34,6 +47,7 @@ class EmbeddedWorker:
         with self._lock:
             if self._worker is not None:
                 return
+            start_time_limits(self._broker)
             self._worker = dramatiq.Worker(self._broker, worker_threads=self._threads, worker_timeout=WORKER_TIMEOUT_MS)
             self._worker.start()
             atexit.register(self.stop)
