@@ -30,9 +30,6 @@ class StartEnvelope(BaseModel):
     invocation_id: str
     identity: WorkflowIdentity
     parent: ParentRef | None = None
-    #: Sent by the parent's pass that created the step (not re-sent by a repair): the child
-    #: is almost surely new, so its first pass may run before its record is written.
-    first: bool = False
 
     def trigger(self) -> Trigger:
         return Trigger.start()

@@ -42,10 +42,10 @@ class Outbox:
         )
         self.app.broker.enqueue(message, delay=delay)
 
-    def start_children(self, record: InvocationRecord, steps: list[StepEntry], first: bool = True) -> None:
+    def start_children(self, record: InvocationRecord, steps: list[StepEntry]) -> None:
         for step in steps:
             parent = ParentRef(invocation_id=record.invocation_id, task=record.task, queue=record.queue, step=step.n)
-            envelope = StartEnvelope(invocation_id=step.child, identity=step.identity, parent=parent, first=first)
+            envelope = StartEnvelope(invocation_id=step.child, identity=step.identity, parent=parent)
             self.send(step.queue, step.task, step.args, step.kwargs, envelope.model_dump(mode="json"))
 
     def send_result(self, record: InvocationRecord, outcome: Outcome | None = None) -> None:

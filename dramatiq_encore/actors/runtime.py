@@ -123,30 +123,20 @@ class Runtime:
         trigger = envelope.trigger()
         invocation_id = envelope.invocation_id
         cached, run = self._cached(invocation_id)
-        early = None
-        if record is not None and self._speculate(envelope, message, cached):
-            # The record is created (status running) while the first pass runs; its reply is
-            # read afterwards, so the round trip is not on the path to the parent.
-            pending = self.state.deliver_soon(invocation_id, trigger, record, load_from=cached, run=run)
-            early = self._early_pass(task, record)
-            delivery = pending()
-        else:
-            delivery = self.state.deliver(invocation_id, trigger, record, load_from=cached, run=run)
+        delivery = self.state.deliver(invocation_id, trigger, record, load_from=cached, run=run)
         if delivery.conflict:
             logger.error("%s", WorkflowIdConflict(invocation_id, task.name))
             return
         if not delivery.exists:
             logger.warning("dropping a %s message for unknown invocation %s", trigger.kind, invocation_id)
             return
-        if early is not None and not (delivery.token and delivery.loaded_from == 0 and not delivery.entries):
-            early = None  # not a new invocation after all: its messages were duplicates
         if delivery.token is None:
             if delivery.locked:
                 self._nudge(message, fresh=not delivery.duplicate)
             elif delivery.duplicate and not self._fresh_copy(message):
                 self._repair(invocation_id, trigger.key)
             return
-        self._drive(task, invocation_id, delivery, cached, trigger.key, message, early)
+        self._drive(task, invocation_id, delivery, cached, trigger.key, message)
 
     def _not_here(self, task: Task[Any, Any], envelope: AnyEnvelope, message: MessageProxy) -> bool:
         """True when the message is not delivered here: a timer wake-up that is early (sent on
@@ -174,37 +164,6 @@ class Runtime:
             return True
         return False
 
-    @staticmethod
-    def _speculate(envelope: AnyEnvelope, message: MessageProxy, cached: int) -> bool:
-        """Run a child's first pass before its delivery round trip (off the critical path)?
-
-        Only for the original start message a parent's pass sent: not a repair's re-send, a
-        nudge, a retry or a redelivery, any of which may find the child already created.
-        """
-        return (
-            isinstance(envelope, StartEnvelope)
-            and envelope.first
-            and not cached
-            and NUDGES not in message.options
-            and not message.options.get("retries")
-            and not getattr(message, "redelivered", False)
-        )
-
-    def _early_pass(self, task: Task[Any, Any], record: InvocationRecord) -> tuple[Snapshot, PassOutcome, bool]:
-        """The first pass of a new child, from its record alone, sending what it can at once.
-
-        A new invocation's journal is empty, so this is the pass the lease holder would run.
-        Its child starts and its result go out now, before the delivery's reply is read,
-        unless it wrote workflow data (which must be committed first). If the delivery then
-        finds the child not new, those messages were duplicates, which receivers ignore.
-        """
-        snapshot = Snapshot(InvocationMeta(record=record, status="running"))
-        outcome = self._pass(task, snapshot, "start")
-        sent = not outcome.retryable and not outcome.context.data_writes
-        if sent:
-            self._publish_ahead(snapshot, outcome)
-        return snapshot, outcome, sent
-
     def _refuse_pipelines(self, task: Task[Any, Any], message: MessageProxy) -> None:
         if "pipe_target" in message.options:
             raise MisuseError(
@@ -221,7 +180,6 @@ class Runtime:
         cached: int,
         origin: str,
         message: MessageProxy,
-        early: tuple[Snapshot, PassOutcome, bool] | None = None,
     ) -> None:
         token = delivery.token
         assert token is not None
@@ -229,20 +187,15 @@ class Runtime:
         preloaded: Delivery | None = delivery
         try:
             while True:
-                sent = False
-                if early is not None:  # the new child's first pass already ran (and may have sent)
-                    snapshot, outcome, sent = early
-                    self._remember(invocation_id, snapshot)
-                else:
-                    snapshot = self._snapshot(invocation_id, preloaded, cached)
-                    outcome = self._pass(task, snapshot, origin)
-                preloaded, early = None, None
+                snapshot = self._snapshot(invocation_id, preloaded, cached)
+                preloaded = None
+                outcome = self._pass(task, snapshot, origin)
                 if outcome.retryable and self._will_retry(task, message, outcome.exception):
                     self.state.release(invocation_id, token)
                     assert outcome.exception is not None
                     raise outcome.exception  # dramatiq's Retries re-enqueues with backoff
                 ahead = not outcome.context.data_writes
-                if ahead and not sent:
+                if ahead:
                     self._publish_ahead(snapshot, outcome)
                 committed = self.state.commit(invocation_id, token, self._commit(snapshot, outcome))
                 if not committed.ok and committed.rerun:
@@ -443,8 +396,7 @@ class Runtime:
         snapshot.apply(entries)
         candidates = [step for step in snapshot.pending_steps() if step.origin == trigger_key]
         present = self.state.existing([step.child for step in candidates])
-        missing = [step for step, seen in zip(candidates, present, strict=False) if not seen]
-        self.outbox.start_children(record, missing, first=False)
+        self.outbox.start_children(record, [step for step, seen in zip(candidates, present, strict=False) if not seen])
         # A timer message may be sent twice: its trigger key resolves the step once.
         self.outbox.start_timers(record, [timer for timer in snapshot.pending_timers() if timer.origin == trigger_key])
         if CANCEL_STREAM in snapshot.values and snapshot.cancel is not None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -160,19 +159,6 @@ class StateBackend(abc.ABC):
         to an earlier run). A start whose record digest differs from the stored one reports
         ``conflict``.
         """
-
-    def deliver_soon(
-        self,
-        invocation_id: str,
-        trigger: Trigger,
-        record: InvocationRecord | None,
-        load_from: int | None = None,
-        run: int = 0,
-    ) -> Callable[[], Delivery]:
-        """:meth:`deliver` whose reply is read later: a backend with network round trips
-        sends it at once and lets the caller work meanwhile. This default delivers now."""
-        delivery = self.deliver(invocation_id, trigger, record, load_from, run)
-        return lambda: delivery
 
     @abc.abstractmethod
     def acquire(self, invocation_id: str) -> str | None:

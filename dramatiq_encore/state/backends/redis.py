@@ -211,50 +211,6 @@ class RedisState(StateBackend):
         load_from: int | None = None,
         run: int = 0,
     ) -> Delivery:
-        keys, args = self._deliver_call(invocation_id, trigger, record, load_from, run)
-        return self._delivery(self._do(self._deliver, keys, args), record)
-
-    def deliver_soon(
-        self,
-        invocation_id: str,
-        trigger: Trigger,
-        record: InvocationRecord | None,
-        load_from: int | None = None,
-        run: int = 0,
-    ) -> Callable[[], Delivery]:
-        """Send the delivery now, read its reply later (one round trip overlapped with work).
-
-        The script runs on the server as soon as it arrives, exactly as :meth:`deliver` would.
-        redis-py has no asynchronous EVALSHA on a sync client, so this writes the command on a
-        pooled connection and reads the reply when asked; a cluster client, an unloaded script
-        or a broken connection take the plain path.
-        """
-        pool = getattr(self.client, "connection_pool", None)
-        if pool is None or not self._reached:
-            delivery = self.deliver(invocation_id, trigger, record, load_from, run)
-            return lambda: delivery
-        keys, args = self._deliver_call(invocation_id, trigger, record, load_from, run)
-        connection = pool.get_connection()
-        try:
-            connection.send_command("EVALSHA", self._deliver.sha, len(keys), *keys, *args)  # type: ignore[attr-defined]
-        except BaseException:
-            pool.release(connection)
-            raise
-
-        def reply() -> Delivery:
-            try:
-                raw = connection.read_response()
-            except redis.exceptions.NoScriptError:  # not executed: run it the usual way
-                return self.deliver(invocation_id, trigger, record, load_from, run)
-            finally:
-                pool.release(connection)
-            return self._delivery(raw, record)
-
-        return reply
-
-    def _deliver_call(
-        self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None, load_from: int | None, run: int
-    ) -> tuple[list[str], list[Any]]:
         k = self.keys.invocation(invocation_id)
         child = k.meta if trigger.child is None else self.keys.meta(trigger.child)
         keys = [k.meta, k.journal, k.triggers, k.resolved, k.waiting, k.lock, k.registry, child]
@@ -272,11 +228,7 @@ class RedisState(StateBackend):
             trigger.name or "",
             run,
         ]
-        return keys, args
-
-    @staticmethod
-    def _delivery(reply: Any, record: InvocationRecord | None) -> Delivery:
-        exists, duplicate, status, token, locked, conflict, *loaded = reply
+        exists, duplicate, status, token, locked, conflict, *loaded = self._do(self._deliver, keys, args)
         delivery = Delivery(
             exists=bool(exists),
             duplicate=bool(duplicate),
