@@ -86,9 +86,10 @@ class StepOperations(PassState):
         """
         n, recorded = self._next_step()
         json_args, json_kwargs = task.codec.dump_args(args, kwargs)
-        check_size(f"arguments of step {n} ({task.name})", [json_args, json_kwargs], self._max_payload)
         requested = digest(json_args, json_kwargs)
         if recorded is None:
+            # Only a new step's arguments are sent; a replayed step's were checked when recorded.
+            check_size(f"arguments of step {n} ({task.name})", [json_args, json_kwargs], self._max_payload)
             self._cancel_point(done=False)
             self._new_step(n, task, json_args, json_kwargs, requested)
         elif not isinstance(recorded, StepEntry) or recorded.task != task.name or recorded.digest != requested:

@@ -29,7 +29,7 @@ def start_time_limits(broker: dramatiq.Broker) -> None:
     """
     for middleware in broker.middleware:
         if isinstance(middleware, TimeLimit) and not getattr(middleware.manager, "is_alive", lambda: True)():
-            middleware.after_process_boot(broker)
+            middleware.after_process_boot(broker)  # type: ignore[no-untyped-call]
 
 
 class EmbeddedWorker:
