@@ -79,6 +79,16 @@ def measure_encore(steps: int, runs: int) -> list[float]:
     return per_step
 
 
+def service_env() -> dict[str, str]:
+    """The environment for workers and this process: the service URLs (localhost by default)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.setdefault("ENCORE_BROKER_URL", DEFAULT_AMQP)
+    env.setdefault("ENCORE_STATE_URL", DEFAULT_REDIS)
+    os.environ.update({k: env[k] for k in ("ENCORE_BROKER_URL", "ENCORE_STATE_URL")})
+    sys.path.insert(0, str(ROOT))
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
@@ -87,11 +97,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.setdefault("ENCORE_BROKER_URL", DEFAULT_AMQP)
-    env.setdefault("ENCORE_STATE_URL", DEFAULT_REDIS)
-    os.environ.update({k: env[k] for k in ("ENCORE_BROKER_URL", "ENCORE_STATE_URL")})
-    sys.path.insert(0, str(ROOT))
+    env = service_env()
     redis.Redis.from_url(env["ENCORE_STATE_URL"]).ping()
 
     floor: list[float] = []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.step_latency import DEFAULT_AMQP, DEFAULT_REDIS, workers  # noqa: E402
+from benchmarks.step_latency import service_env, workers  # noqa: E402
 
 
 def main() -> None:
@@ -26,10 +25,7 @@ def main() -> None:
     parser.add_argument("--sleeps", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.setdefault("ENCORE_BROKER_URL", DEFAULT_AMQP)
-    env.setdefault("ENCORE_STATE_URL", DEFAULT_REDIS)
-    os.environ.update({k: env[k] for k in ("ENCORE_BROKER_URL", "ENCORE_STATE_URL")})
+    env = service_env()
     from benchmarks.timer_app import sleeper
 
     late: list[float] = []
