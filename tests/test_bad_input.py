@@ -9,12 +9,12 @@ import time
 import uuid
 from typing import Any
 
-import pika
 import pytest
 
 from dramatiq_encore import EncoreError, TaskError
 from dramatiq_encore.errors import PayloadTooLarge, WorkflowIdConflict
 from tests.conftest import Harness
+from tests.support.rabbit import dead_letters, publish
 from tests.support.services import amqp_url
 from tests.support.waiting import wait_until as _wait_for
 
@@ -40,27 +40,10 @@ def _serves(wf: Any) -> None:
 
 
 # -- raw bodies: only a real broker receives bytes from outside (RabbitMQ + Redis only) -----------------------------
-def _publish(body: bytes, queue: str) -> None:
+def _amqp() -> str:
     url = amqp_url()
     assert url is not None
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        channel.basic_publish("", queue, body, pika.BasicProperties(content_type="application/json", delivery_mode=2))
-    finally:
-        connection.close()
-
-
-def _dead_letters(queue: str) -> int:
-    url = amqp_url()
-    assert url is not None
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(connection.channel().queue_declare(f"{queue}.XQ", passive=True).method.message_count)
-    finally:
-        connection.close()
-
+    return url
 
 
 def _body(**fields: Any) -> bytes:
@@ -85,10 +68,10 @@ def test_raw_garbage_is_dead_lettered(
 ) -> None:
     _, wf = _declare(real_harness)
     queue = real_harness.app.default_queue
-    before = _dead_letters(queue)
+    before = dead_letters(_amqp(), queue)
     with caplog.at_level(logging.INFO):
-        _publish(body.replace(b'"QUEUE"', json.dumps(queue).encode()), queue)
-        assert _wait_for(lambda: _dead_letters(queue) == before + 1), f"{case}: not dead-lettered"
+        publish(_amqp(), queue, body.replace(b'"QUEUE"', json.dumps(queue).encode()))
+        assert _wait_for(lambda: dead_letters(_amqp(), queue) == before + 1), f"{case}: not dead-lettered"
         _serves(wf)
     assert logged in caplog.text
 
@@ -98,10 +81,10 @@ def test_raw_message_over_the_payload_limit_is_dead_lettered(
 ) -> None:
     _, wf = _declare(real_harness)
     queue = real_harness.app.default_queue
-    before = _dead_letters(queue)
+    before = dead_letters(_amqp(), queue)
     with caplog.at_level(logging.INFO):
-        _publish(_body(queue_name=queue, args=["x" * (1024 * 1024 + 10)]), queue)
-        assert _wait_for(lambda: _dead_letters(queue) == before + 1)
+        publish(_amqp(), queue, _body(queue_name=queue, args=["x" * (1024 * 1024 + 10)]))
+        assert _wait_for(lambda: dead_letters(_amqp(), queue) == before + 1)
         _serves(wf)
     assert "payload limit of 1048576 bytes" in caplog.text
 

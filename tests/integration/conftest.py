@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 
 from tests.integration.workers import WorkerProcess, wait_until
+from tests.support.rabbit import consumer_count, delete_queues
 from tests.support.services import require_real_services
 
 MODULE = "tests.integration.wf_app"
@@ -52,7 +53,7 @@ def wf_app(it_env: dict[str, str]) -> Iterator[ModuleType]:
     for queue in broker.get_declared_queues():
         broker.flush(queue)
     yield module
-    _delete_queues(it_env["ENCORE_BROKER_URL"], it_env["ENCORE_TEST_QUEUE"])
+    delete_queues(it_env["ENCORE_BROKER_URL"], it_env["ENCORE_TEST_QUEUE"])
     client = module.app.state.client
     for key in client.scan_iter(match=f"{it_env['ENCORE_KEY_PREFIX']}:*", count=1000):
         client.delete(key)
@@ -62,7 +63,7 @@ def wf_app(it_env: dict[str, str]) -> Iterator[ModuleType]:
 def workers(it_env: dict[str, str], wf_app: ModuleType, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
     group = [WorkerProcess(MODULE, it_env, tmp_path / f"worker-{n}.log").start() for n in range(2)]
     # Workers declare their queues when they boot; wait until both consume.
-    assert wait_until(lambda: _consumers(it_env["ENCORE_BROKER_URL"], it_env["ENCORE_TEST_QUEUE"]) >= 2, timeout=30)
+    assert wait_until(lambda: consumer_count(it_env["ENCORE_BROKER_URL"], it_env["ENCORE_TEST_QUEUE"]) >= 2, timeout=30)
     try:
         yield group
     finally:
@@ -72,31 +73,3 @@ def workers(it_env: dict[str, str], wf_app: ModuleType, tmp_path: Path) -> Itera
             text = worker.log.read_text(errors="replace")
             if "Traceback" in text:
                 print(f"--- {worker.log.name} ---\n{text[-4000:]}")
-
-
-def _consumers(url: str, queue: str) -> int:
-    import pika
-
-    try:
-        connection = pika.BlockingConnection(pika.URLParameters(url))
-    except Exception:
-        return 0
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.consumer_count)
-    except Exception:
-        return 0
-    finally:
-        if connection.is_open:
-            connection.close()
-
-
-def _delete_queues(url: str, queue: str) -> None:
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
-            channel.queue_delete(name)
-    finally:
-        connection.close()

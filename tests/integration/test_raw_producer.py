@@ -7,25 +7,12 @@ import time
 import uuid
 from types import ModuleType
 
-import pika
 import pytest
 
 from tests.integration.workers import WorkerProcess, wait_until
+from tests.support.rabbit import dead_letters, publish
 
 pytestmark = pytest.mark.realservices
-
-
-def _publish(url: str, body: bytes, queue: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        channel.basic_publish(
-            exchange="", routing_key=queue, body=body,
-            properties=pika.BasicProperties(content_type="application/json", delivery_mode=2),
-        )
-    finally:
-        connection.close()
 
 
 def _body(queue: str, actor: str, args: list[object], message_id: str, **options: object) -> bytes:
@@ -33,14 +20,6 @@ def _body(queue: str, actor: str, args: list[object], message_id: str, **options
         "queue_name": queue, "actor_name": actor, "args": args, "kwargs": {}, "options": options,
         "message_id": message_id, "message_timestamp": int(time.time() * 1000),
     }).encode()
-
-
-def _dead_letters(url: str, queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(connection.channel().queue_declare(f"{queue}.XQ", passive=True).method.message_count)
-    finally:
-        connection.close()
 
 
 def test_same_message_published_twice_runs_once(
@@ -52,8 +31,8 @@ def test_same_message_published_twice_runs_once(
     queue = it_env["ENCORE_TEST_QUEUE"]
     body = _body(queue, "ten_steps", [key, 1, 0.0], message_id)
     # When it publishes the same message twice
-    _publish(it_env["ENCORE_BROKER_URL"], body, queue)
-    _publish(it_env["ENCORE_BROKER_URL"], body, queue)
+    publish(it_env["ENCORE_BROKER_URL"], queue, body)
+    publish(it_env["ENCORE_BROKER_URL"], queue, body)
     # Then the workflow (id = message_id) runs once and its result is readable from here
     result = wf_app.app.get_invocation(message_id).wait(timeout=30)
     assert len(result["uuid"]) == 1
@@ -68,7 +47,7 @@ def test_workflow_id_option_names_the_workflow(
     workflow_id = f"order-{uuid.uuid4().hex[:8]}"
     queue = it_env["ENCORE_TEST_QUEUE"]
     body = _body(queue, "order_workflow", ["R-1"], str(uuid.uuid4()), workflow_id=workflow_id)
-    _publish(it_env["ENCORE_BROKER_URL"], body, queue)
+    publish(it_env["ENCORE_BROKER_URL"], queue, body)
     result = wf_app.app.get_invocation(workflow_id).wait(timeout=30)
     assert result["order_id"] == "R-1"
     assert wf_app.app.get_invocation(workflow_id).workflow.workflow_id == workflow_id
@@ -78,12 +57,12 @@ def test_unknown_task_and_malformed_body_are_dead_lettered_and_the_worker_keeps_
     it_env: dict[str, str], wf_app: ModuleType, workers: list[WorkerProcess]
 ) -> None:
     url, queue = it_env["ENCORE_BROKER_URL"], it_env["ENCORE_TEST_QUEUE"]
-    before = _dead_letters(url, queue)
-    _publish(url, _body(queue, "no_such_task", [], str(uuid.uuid4())), queue)
-    _publish(url, b"this is not json", queue)
+    before = dead_letters(url, queue)
+    publish(url, queue, _body(queue, "no_such_task", [], str(uuid.uuid4())))
+    publish(url, queue, b"this is not json")
     bad_envelope = _body(queue, "order_workflow", ["bad"], str(uuid.uuid4()), encore={"kind": "result", "step": "x"})
-    _publish(url, bad_envelope, queue)
-    assert wait_until(lambda: _dead_letters(url, queue) >= before + 3, timeout=30)
+    publish(url, queue, bad_envelope)
+    assert wait_until(lambda: dead_letters(url, queue) >= before + 3, timeout=30)
     # The worker still serves the next message.
     assert wf_app.order_workflow.send("after-garbage").wait(timeout=30)["order_id"] == "after-garbage"
     logs = "".join(w.log.read_text(errors="replace") for w in workers)

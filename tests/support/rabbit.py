@@ -1,0 +1,48 @@
+"""RabbitMQ seen from outside the package, with pika directly: what any other producer sees."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+
+
+@contextlib.contextmanager
+def channel(url: str) -> Iterator[BlockingChannel]:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        yield connection.channel()
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def publish(url: str, queue: str, body: bytes) -> None:
+    """A persistent JSON message on the default exchange, confirmed by the broker."""
+    with channel(url) as ch:
+        ch.confirm_delivery()
+        ch.basic_publish("", queue, body, pika.BasicProperties(content_type="application/json", delivery_mode=2))
+
+
+def dead_letters(url: str, queue: str) -> int:
+    """Messages in ``queue``'s dead-letter queue (``<queue>.XQ``)."""
+    with channel(url) as ch:
+        return int(ch.queue_declare(f"{queue}.XQ", passive=True).method.message_count)
+
+
+def consumer_count(url: str, queue: str) -> int:
+    """Consumers on ``queue`` (0 while RabbitMQ or the queue is not there yet)."""
+    try:
+        with channel(url) as ch:
+            return int(ch.queue_declare(queue, passive=True).method.consumer_count)
+    except Exception:
+        return 0
+
+
+def delete_queues(url: str, queue: str) -> None:
+    """``queue`` and its dramatiq delay and dead-letter queues."""
+    with channel(url) as ch:
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            ch.queue_delete(name)
