@@ -157,6 +157,7 @@ class WorkflowContext(StepOperations):
         ...     wf.execute_task(send_email, order_id)     # what running workflows did
         """
         self._check_live()
+        self._at_frontier()
         if change_id in self._patches or any(e.name == change_id for e in self.snapshot.values.get(PATCH_STREAM, ())):
             return True
         if self.snapshot.steps and max(self.snapshot.steps) > self._step:
@@ -179,6 +180,7 @@ class WorkflowContext(StepOperations):
         ...     wf.continue_as_new(cursor)
         """
         self._check_live()
+        self._at_frontier()
         self._cancel_point(done=False)
         self.continued = (args, kwargs)
         self.suspending = True

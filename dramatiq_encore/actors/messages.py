@@ -21,6 +21,12 @@ NUDGES = "encore_nudges"
 # Set on a re-sent copy whose trigger its first delivery recorded: the lease holder of that
 # moment answers for the trigger's effects, so the copy never needs to repair them.
 FRESH = "encore_fresh"
+# Set on a child's start re-sent by a repair: it may duplicate one still on its way, so its
+# first pass waits for its delivery (which finds the duplicate) instead of running ahead.
+RESENT = "encore_resent"
+#: A repair re-sends a start this late: the original, if it was only slow, has created the
+#: child by then, and the copy is recognised as a duplicate without running the child again.
+RESEND_DELAY_MS = 1_000
 
 
 class StartEnvelope(BaseModel):

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 
 from ..state.models import InvocationRecord, Outcome, ParentRef, StepEntry, TimerEntry, WaitEntry
-from .messages import ENVELOPE, MAX_HOP_S, CancelEnvelope, ResultEnvelope, StartEnvelope, TimerEnvelope
+from .messages import (
+    ENVELOPE,
+    MAX_HOP_S,
+    RESEND_DELAY_MS,
+    RESENT,
+    CancelEnvelope,
+    ResultEnvelope,
+    StartEnvelope,
+    TimerEnvelope,
+)
 
 if TYPE_CHECKING:
     from ..app import Encore
@@ -36,17 +45,26 @@ class Outbox:
         kwargs: dict[str, Any],
         envelope: dict[str, Any],
         delay: int | None = None,
+        **options: Any,
     ) -> None:
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue, actor_name=actor, args=tuple(args), kwargs=kwargs, options={ENVELOPE: envelope}
+            queue_name=queue,
+            actor_name=actor,
+            args=tuple(args),
+            kwargs=kwargs,
+            options={ENVELOPE: envelope, **options},
         )
         self.app.broker.enqueue(message, delay=delay)
 
-    def start_children(self, record: InvocationRecord, steps: list[StepEntry]) -> None:
+    def start_children(self, record: InvocationRecord, steps: list[StepEntry], resent: bool = False) -> None:
+        """Send the children's starts; ``resent`` when a repair sends them again (see RESENT)."""
+        extra: dict[str, Any] = {RESENT: True} if resent else {}
         for step in steps:
             parent = ParentRef(invocation_id=record.invocation_id, task=record.task, queue=record.queue, step=step.n)
             envelope = StartEnvelope(invocation_id=step.child, identity=step.identity, parent=parent)
-            self.send(step.queue, step.task, step.args, step.kwargs, envelope.model_dump(mode="json"))
+            payload = envelope.model_dump(mode="json")
+            delay = RESEND_DELAY_MS if resent else None
+            self.send(step.queue, step.task, step.args, step.kwargs, payload, delay=delay, **extra)
 
     def send_result(self, record: InvocationRecord, outcome: Outcome | None = None) -> None:
         parent = record.parent

@@ -75,6 +75,12 @@ class PassState:
         self.fatal: EncoreError | None = None
         #: The arguments of the next run when the workflow called ``continue_as_new``.
         self.continued: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        #: A pass that runs while its delivery is on its way calls this once, before it uses
+        #: anything the snapshot does not hold yet (see :meth:`_at_frontier`): True when the
+        #: delivery confirmed the snapshot (and extended it with what arrived), False when
+        #: the pass must be abandoned (the runtime then runs it properly).
+        self.gate: Callable[[], bool] | None = None
+        self.abandoned = False
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -100,6 +106,21 @@ class PassState:
         return self._step
 
     # -- plumbing -----------------------------------------------------------------------
+    def _at_frontier(self) -> None:
+        """Before a value, a step or a result that the snapshot does not hold yet.
+
+        Up to here the pass only replayed what the snapshot holds, which nothing that arrives
+        later can change (the journal is append-only and a step is resolved once), so a pass
+        started before its delivery returned goes on from here once the gate confirmed it.
+        """
+        if self.gate is None:
+            return
+        gate, self.gate = self.gate, None
+        if not gate():
+            self.abandoned = True
+            self.suspending = True
+            raise Suspend()
+
     def _check_live(self) -> None:
         # Once a pass suspends or hit non-determinism, nothing more is recorded: user code
         # that keeps going (a finally block, a swallowed error) cannot add steps or values.
@@ -117,6 +138,9 @@ class PassState:
         index = self._counters[kind]
         self._counters[kind] = index + 1
         recorded = self.snapshot.values.get(kind, ())
+        if index >= len(recorded):
+            self._at_frontier()
+            recorded = self.snapshot.values.get(kind, ())
         if index < len(recorded):
             entry = recorded[index]
             if entry.name != name:
@@ -137,6 +161,8 @@ class PassState:
         """The next step number and what the journal recorded there (None: a new step)."""
         self._check_live()
         self._step += 1
+        if self._step not in self.snapshot.results:
+            self._at_frontier()
         return self._step, self.snapshot.steps.get(self._step)
 
     def _cancel_point(self, done: bool) -> None:

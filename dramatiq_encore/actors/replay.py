@@ -18,6 +18,7 @@ from ..state.models import (
     CancelEntry,
     ErrorInfo,
     InvocationMeta,
+    JournalEntry,
     Outcome,
     ResolvedEntry,
     SignalEntry,
@@ -53,10 +54,21 @@ class Snapshot:
         # ahead of its parent's commit): they count once the step is recorded.
         self._early: dict[int, tuple[int, ResolvedEntry]] = {}
 
-    def apply(self, raw_entries: list[str]) -> None:
+    def apply(self, raw_entries: list[str] | tuple[str, ...]) -> None:
         """Fold journal entries (JSON text) that follow the ones already applied."""
-        for index, text in enumerate(raw_entries, start=self.length):
-            entry = journal_entry.validate_json(text)
+        self._fold([journal_entry.validate_json(text) for text in raw_entries])
+
+    def extend(self, raw_entries: list[str] | tuple[str, ...]) -> bool:
+        """Fold entries that arrived from outside (results, signals, a cancel) and return True;
+        return False, folding nothing, when another pass wrote some of them (steps, values)."""
+        entries = [journal_entry.validate_json(text) for text in raw_entries]
+        if not all(isinstance(entry, ResolvedEntry | SignalEntry | CancelEntry) for entry in entries):
+            return False
+        self._fold(entries)
+        return True
+
+    def _fold(self, entries: list[JournalEntry]) -> None:
+        for index, entry in enumerate(entries, start=self.length):
             if isinstance(entry, ValueEntry):
                 self.values.setdefault(entry.k, []).append(entry)
             elif isinstance(entry, StepEntry | TimerEntry | WaitEntry):
@@ -72,7 +84,7 @@ class Snapshot:
                 self.signals.append(entry)
             elif self.cancel is None:
                 self.cancel = entry
-        self.length += len(raw_entries)
+        self.length += len(entries)
 
     def _resolve(self, index: int, entry: ResolvedEntry) -> None:
         if entry.n in self.results:
@@ -99,7 +111,7 @@ class Snapshot:
 class PassOutcome:
     """What one pass produced: succeeded, failed, cancelled, suspended or continued (as new)."""
 
-    status: Literal["succeeded", "failed", "cancelled", "suspended", "continued"]
+    status: Literal["succeeded", "failed", "cancelled", "suspended", "continued", "abandoned"]
     context: WorkflowContext
     value: Any = None
     error: ErrorInfo | None = None
@@ -113,7 +125,7 @@ class PassOutcome:
 
     @property
     def finished(self) -> bool:
-        return self.status not in ("suspended", "continued")
+        return self.status not in ("suspended", "continued", "abandoned")
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -137,6 +149,8 @@ def run_pass(ctx: WorkflowContext, fn: Callable[..., Any], args: list[Any], kwar
     try:
         value = fn(*args, **kwargs)
     except Suspend:
+        if ctx.abandoned:
+            return PassOutcome("abandoned", ctx)
         if ctx.fatal is not None:
             return _failed(ctx, ctx.fatal)
         return PassOutcome("continued" if ctx.continued is not None else "suspended", ctx)
@@ -144,6 +158,8 @@ def run_pass(ctx: WorkflowContext, fn: Callable[..., Any], args: list[Any], kwar
         return _classify(ctx, exc)
     finally:
         _current.reset(token)
+    if ctx.abandoned:
+        return PassOutcome("abandoned", ctx)
     if ctx.fatal is not None:
         return _failed(ctx, ctx.fatal)
     if ctx.suspending:
@@ -154,6 +170,8 @@ def run_pass(ctx: WorkflowContext, fn: Callable[..., Any], args: list[Any], kwar
 
 
 def _classify(ctx: WorkflowContext, exc: Exception) -> PassOutcome:
+    if ctx.abandoned:
+        return PassOutcome("abandoned", ctx)
     if ctx.fatal is not None:
         return _failed(ctx, ctx.fatal)
     if ctx.suspending:

@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dramatiq.broker import MessageProxy
@@ -25,7 +26,7 @@ from dramatiq.middleware.shutdown import Shutdown
 from dramatiq.threading import Interrupt
 
 from ..errors import EncoreError, MisuseError, PayloadTooLarge, WorkflowIdConflict
-from ..state.backend import Commit, Delivery
+from ..state.backend import Commit, Delivery, Trigger
 from ..state.models import FINISHED, InvocationMeta, InvocationRecord, Outcome
 from .codec import ArgumentError, ResultError, check_size
 from .context import WorkflowContext
@@ -34,6 +35,7 @@ from .messages import (
     DUE_SLACK_S,
     FRESH,
     NUDGES,
+    RESENT,
     AnyEnvelope,
     CancelEnvelope,
     SignalEnvelope,
@@ -42,9 +44,11 @@ from .messages import (
     read_envelope,
 )
 from .outbox import Outbox
+from .overlap import Beside
 from .pass_state import CANCEL_STREAM
 from .records import CALLBACKS, next_run, start_record
 from .replay import PassOutcome, Snapshot, error_info, run_pass
+from .speculation import Gate, Resume, Window
 
 if TYPE_CHECKING:
     from ..app import Encore
@@ -70,6 +74,10 @@ class Runtime:
         self.state = app.state
         self.leases = LeaseKeeper(app.state)
         self.outbox = Outbox(app)
+        # A first pass still running after a fifth of the lease has its delivery read, so
+        # its lease is renewed in time (at most half a second: the record shows "running").
+        self._window = Window(min(0.5, self.state.lease_ms / 5000))
+        self._beside = Beside()
         # Snapshots of recently driven invocations: a pass loads only the journal's tail.
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -122,8 +130,58 @@ class Runtime:
             record = start_record(task, message, envelope, list(args), kwargs)
         trigger = envelope.trigger()
         invocation_id = envelope.invocation_id
+        if record is not None and record.parent is not None and self._first_delivery(message):
+            self._speculate(task, record, trigger, message)
+            return
         cached, run = self._cached(invocation_id)
+        if cached and trigger.kind == "result" and self._resume(task, invocation_id, trigger, message, cached, run):
+            return
         delivery = self.state.deliver(invocation_id, trigger, record, load_from=cached, run=run)
+        self._delivered(task, invocation_id, delivery, cached, trigger, message)
+
+    def _resume(
+        self, task: Task[Any, Any], invocation_id: str, trigger: Trigger, message: MessageProxy, cached: int, run: int
+    ) -> bool:
+        """Replay the cached snapshot while the result's delivery is on its way (see
+        :class:`~.speculation.Resume`); False when another thread took the snapshot meanwhile."""
+        with self._cache_lock:
+            snapshot = self._cache.pop(invocation_id, None)
+        # Only for the result of a step the snapshot waits on: a late duplicate is not replayed.
+        step = trigger.step
+        if snapshot is None or snapshot.length != cached or step not in snapshot.steps or step in snapshot.results:
+            if snapshot is not None:
+                self._remember(invocation_id, snapshot)
+            return False
+        sent = self.state.deliver_soon(invocation_id, trigger, None, cached, run)
+        resume = Resume(snapshot, sent, self.leases, invocation_id)
+        try:
+            try:
+                outcome = self._pass(task, snapshot, trigger.key, gate=resume)
+            finally:
+                delivery = resume.delivery()  # read the reply whatever happened
+            if resume.error is not None:
+                raise resume.error  # a store error met at the frontier: see handle()
+            if outcome.status != "abandoned" and resume.confirm():
+                first = (snapshot, outcome, False)
+                self._drive(task, invocation_id, delivery, cached, trigger.key, message, first=first)
+                return True
+        finally:
+            self.leases.drop(invocation_id)
+        self._remember(invocation_id, snapshot)  # not extended: still the journal's prefix
+        self._delivered(task, invocation_id, delivery, cached, trigger, message)
+        return True
+
+    def _delivered(
+        self,
+        task: Task[Any, Any],
+        invocation_id: str,
+        delivery: Delivery,
+        cached: int,
+        trigger: Trigger,
+        message: MessageProxy,
+    ) -> None:
+        """Act on a delivery: drive the invocation when it granted the lease, else re-send the
+        message later (the lease is held) or repair what a duplicate trigger's pass sent."""
         if delivery.conflict:
             logger.error("%s", WorkflowIdConflict(invocation_id, task.name))
             return
@@ -137,6 +195,46 @@ class Runtime:
                 self._repair(invocation_id, trigger.key)
             return
         self._drive(task, invocation_id, delivery, cached, trigger.key, message)
+
+    # -- a child's first delivery: run first, read the state at the first wf operation -------
+    @staticmethod
+    def _first_delivery(message: MessageProxy) -> bool:
+        """A start message delivered for the first time: not redelivered after a crash, not a
+        copy re-sent by a nudge or a repair, not a retry. Its invocation almost always does not
+        exist yet."""
+        options = message.options
+        redelivered = getattr(message, "redelivered", False)
+        return not (redelivered or options.get(NUDGES) or options.get(RESENT) or options.get("retries"))
+
+    def _speculate(
+        self, task: Task[Any, Any], record: InvocationRecord, trigger: Trigger, message: MessageProxy
+    ) -> None:
+        """Run a child's first pass while its delivery is on its way (see :class:`~.speculation.Gate`).
+
+        The pass counts only when the delivery finds the empty state the pass assumed;
+        otherwise it is abandoned (a leaf's result already sent counts as one more run of an
+        at-least-once body, DESIGN 2.8) and the delivery is handled as usual.
+        """
+        invocation_id = record.invocation_id
+        snapshot = Snapshot(InvocationMeta(record=record, status="running"))
+        gate = Gate(self.state, self.leases, invocation_id, trigger, record)
+        self._window.watch(gate)
+        try:
+            outcome = self._pass(task, snapshot, trigger.key, gate=gate)
+            published = False
+            retries = outcome.retryable and self._will_retry(task, message, outcome.exception)
+            if not gate.read and outcome.finished and not retries:
+                self._publish_ahead(snapshot, outcome)
+                published = True
+            delivery = gate.deliver()  # raises a store error met at the frontier: see handle()
+            if outcome.status == "abandoned" or not Gate.fresh(delivery):
+                self._delivered(task, invocation_id, delivery, 0, trigger, message)
+                return
+            first = (snapshot, outcome, published)
+            self._drive(task, invocation_id, delivery, 0, trigger.key, message, first=first)
+        finally:
+            gate.close()
+            self.leases.drop(invocation_id)
 
     def _not_here(self, task: Task[Any, Any], envelope: AnyEnvelope, message: MessageProxy) -> bool:
         """True when the message is not delivered here: a timer wake-up that is early (sent on
@@ -180,24 +278,44 @@ class Runtime:
         cached: int,
         origin: str,
         message: MessageProxy,
+        first: tuple[Snapshot, PassOutcome, bool] | None = None,
     ) -> None:
+        """Run passes while holding the lease until one suspends or finishes.
+
+        ``first`` is a pass already run (on a child's first delivery, see :meth:`_speculate`):
+        its snapshot, its outcome and whether its messages ahead were sent.
+        """
         token = delivery.token
         assert token is not None
         self.leases.hold(invocation_id, token)
         preloaded: Delivery | None = delivery
         try:
             while True:
-                snapshot = self._snapshot(invocation_id, preloaded, cached)
+                if first is not None:
+                    snapshot, outcome, published = first
+                    first = None
+                    self._remember(invocation_id, snapshot)
+                else:
+                    snapshot = self._snapshot(invocation_id, preloaded, cached)
+                    outcome = self._pass(task, snapshot, origin)
+                    published = False
                 preloaded = None
-                outcome = self._pass(task, snapshot, origin)
                 if outcome.retryable and self._will_retry(task, message, outcome.exception):
                     self.state.release(invocation_id, token)
                     assert outcome.exception is not None
                     raise outcome.exception  # dramatiq's Retries re-enqueues with backoff
                 ahead = not outcome.context.data_writes
-                if ahead:
-                    self._publish_ahead(snapshot, outcome)
-                committed = self.state.commit(invocation_id, token, self._commit(snapshot, outcome))
+                commit = self._commit(snapshot, outcome)
+                if ahead and not published:
+                    # The commit runs beside the publish, which waits for its confirm: the lease is
+                    # free again well before the child's result can arrive.
+                    pending = self._beside.submit(self.state.commit, invocation_id, token, commit)
+                    try:
+                        self._publish_ahead(snapshot, outcome)
+                    finally:
+                        committed = pending.result()
+                else:
+                    committed = self.state.commit(invocation_id, token, commit)
                 if not committed.ok and committed.rerun:
                     continue  # stale: a timer resolved a step this pass resolved itself; run again
                 if not committed.ok:
@@ -207,7 +325,10 @@ class Runtime:
                 if not ahead:
                     self._publish_ahead(snapshot, outcome)
                 self._publish(snapshot, outcome)
-                if outcome.finished or not committed.rerun:
+                if outcome.finished:
+                    self._forget(invocation_id)
+                    return
+                if not committed.rerun:
                     return
         finally:
             self.leases.drop(invocation_id)
@@ -246,6 +367,10 @@ class Runtime:
         snapshot.apply(tail)
         return self._remember(invocation_id, snapshot)
 
+    def _forget(self, invocation_id: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(invocation_id, None)
+
     def _remember(self, invocation_id: str, snapshot: Snapshot) -> Snapshot:
         with self._cache_lock:
             self._cache[invocation_id] = snapshot
@@ -253,12 +378,15 @@ class Runtime:
                 self._cache.popitem(last=False)
         return snapshot
 
-    def _pass(self, task: Task[Any, Any], snapshot: Snapshot, origin: str) -> PassOutcome:
+    def _pass(
+        self, task: Task[Any, Any], snapshot: Snapshot, origin: str, gate: Callable[[], bool] | None = None
+    ) -> PassOutcome:
         record = snapshot.meta.record
         read = functools.partial(self.state.read_data, record.identity.workflow_id)
         ctx = WorkflowContext(
             snapshot, read_data=read, clock=_utc_now, origin=origin, max_payload=self.app.settings.max_payload
         )
+        ctx.gate = gate
         try:
             args, kwargs = task.codec.load_args(record.args, record.kwargs)
         except ArgumentError as exc:
@@ -396,7 +524,8 @@ class Runtime:
         snapshot.apply(entries)
         candidates = [step for step in snapshot.pending_steps() if step.origin == trigger_key]
         present = self.state.existing([step.child for step in candidates])
-        self.outbox.start_children(record, [step for step, seen in zip(candidates, present, strict=False) if not seen])
+        missing = [step for step, seen in zip(candidates, present, strict=False) if not seen]
+        self.outbox.start_children(record, missing, resent=True)
         # A timer message may be sent twice: its trigger key resolves the step once.
         self.outbox.start_timers(record, [timer for timer in snapshot.pending_timers() if timer.origin == trigger_key])
         if CANCEL_STREAM in snapshot.values and snapshot.cancel is not None:

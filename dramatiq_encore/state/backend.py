@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -159,6 +160,23 @@ class StateBackend(abc.ABC):
         to an earlier run). A start whose record digest differs from the stored one reports
         ``conflict``.
         """
+
+    def deliver_soon(
+        self,
+        invocation_id: str,
+        trigger: Trigger,
+        record: InvocationRecord | None,
+        load_from: int | None = None,
+        run: int = 0,
+    ) -> Callable[[], Delivery]:
+        """:meth:`deliver`, sent now and read when the returned function is called.
+
+        The round trip then overlaps what the caller does in between (a replay of the part
+        of the journal it already holds). The caller must call the function, also when its
+        own work failed. This default delivers at once.
+        """
+        delivery = self.deliver(invocation_id, trigger, record, load_from, run)
+        return lambda: delivery
 
     @abc.abstractmethod
     def acquire(self, invocation_id: str) -> str | None:

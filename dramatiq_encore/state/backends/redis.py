@@ -211,6 +211,29 @@ class RedisState(StateBackend):
         load_from: int | None = None,
         run: int = 0,
     ) -> Delivery:
+        keys, args = self._deliver_call(invocation_id, trigger, record, load_from, run)
+        return self._delivery(self._do(self._deliver, keys, args), record)
+
+    def deliver_soon(
+        self,
+        invocation_id: str,
+        trigger: Trigger,
+        record: InvocationRecord | None,
+        load_from: int | None = None,
+        run: int = 0,
+    ) -> Callable[[], Delivery]:
+        keys, args = self._deliver_call(invocation_id, trigger, record, load_from, run)
+        reply = self._soon(self._deliver, keys, args)
+        return lambda: self._delivery(reply(), record)
+
+    def _deliver_call(
+        self,
+        invocation_id: str,
+        trigger: Trigger,
+        record: InvocationRecord | None,
+        load_from: int | None,
+        run: int,
+    ) -> tuple[list[str], list[Any]]:
         k = self.keys.invocation(invocation_id)
         child = k.meta if trigger.child is None else self.keys.meta(trigger.child)
         keys = [k.meta, k.journal, k.triggers, k.resolved, k.waiting, k.lock, k.registry, child]
@@ -228,7 +251,11 @@ class RedisState(StateBackend):
             trigger.name or "",
             run,
         ]
-        exists, duplicate, status, token, locked, conflict, *loaded = self._do(self._deliver, keys, args)
+        return keys, args
+
+    @staticmethod
+    def _delivery(reply: Any, record: InvocationRecord | None) -> Delivery:
+        exists, duplicate, status, token, locked, conflict, *loaded = reply
         delivery = Delivery(
             exists=bool(exists),
             duplicate=bool(duplicate),
@@ -247,6 +274,39 @@ class RedisState(StateBackend):
             entries=tuple(_text(entry) for entry in entries),
             loaded_from=int(start),
         )
+
+    def _soon(self, script: Script, keys: list[str], args: list[Any]) -> Callable[[], Any]:
+        """Send one script call now; the returned function reads its reply.
+
+        redis-py has no split send and receive for a single command outside a pipeline (whose
+        execute() does both), so this takes a pooled connection itself: the script runs on
+        the server while the caller does other work. On Redis Cluster (no single pool), and
+        before the first command reached the server, the call is made at once.
+        """
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is None or not self._reached:
+            reply = self._do(script, keys, args)
+            return lambda: reply
+        connection = pool.get_connection()
+        try:
+            connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[attr-defined]
+        except BaseException:
+            connection.disconnect()
+            pool.release(connection)
+            raise
+
+        def read() -> Any:
+            try:
+                return connection.read_response()
+            except redis.exceptions.NoScriptError:
+                return self._do(script, keys, args)  # a restarted server: load the script and run it
+            except BaseException:
+                connection.disconnect()  # its reply may still be on the way: never reuse it
+                raise
+            finally:
+                pool.release(connection)
+
+        return read
 
     def acquire(self, invocation_id: str) -> str | None:
         k = self.keys.invocation(invocation_id)

@@ -1,0 +1,195 @@
+"""Passes that run while their delivery is on its way: the round trip off a step's path.
+
+A pass may start before its delivery returned as long as it uses only what it already
+holds; at its frontier (the first value, step or result it does not hold, see
+``PassState._at_frontier``) a gate reads the delivery and confirms or abandons the pass.
+No ``wf`` value is drawn before the lease is held, so an abandoned pass showed user code
+nothing that a later pass could contradict.
+
+- :class:`Resume`: a parent resumed by a child's result, whose snapshot this process
+  holds from its previous pass, replays it while the delivery is on its way.
+- :class:`Gate`: a child's start message delivered for the first time almost always finds
+  no state, so its first pass runs at once on the empty state while its delivery (create
+  the record, record the trigger, take the lease) is on its way. A leaf that finishes
+  before it needed the delivery sends its result to its parent first: the delivery's round
+  trip is off the path from one step to the next.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..state.backend import Delivery, StateBackend, Trigger
+from ..state.models import InvocationRecord
+from .leases import LeaseKeeper
+
+if TYPE_CHECKING:
+    from .replay import Snapshot
+
+
+class Gate:
+    """The delivery of one child's first pass: sent when the pass starts, read when needed.
+
+    The delivery runs on the server while the pass runs; its reply is read at the pass's
+    frontier, after the pass (once a finished leaf's result was sent), or by the
+    :class:`Window` (so the lease is renewed while a long pass runs), whichever comes first.
+    Called from inside user code at the frontier, so that call never raises: a store error
+    is kept in ``error`` and the runtime raises it after the pass.
+    """
+
+    def __init__(
+        self,
+        state: StateBackend,
+        leases: LeaseKeeper,
+        invocation_id: str,
+        trigger: Trigger,
+        record: InvocationRecord,
+    ) -> None:
+        self._leases = leases
+        self.invocation_id = invocation_id
+        self._lock = threading.Lock()
+        self._sent: Callable[[], Delivery] | None = state.deliver_soon(invocation_id, trigger, record, load_from=0)
+        self.delivery: Delivery | None = None
+        self.error: Exception | None = None
+
+    @property
+    def read(self) -> bool:
+        """The delivery's reply was read (or is being read)."""
+        return self._sent is None or self._lock.locked()
+
+    def deliver(self) -> Delivery:
+        """The delivery (its reply is read now unless it was read already)."""
+        with self._lock:
+            self._read()
+        if self.error is not None:
+            raise self.error
+        assert self.delivery is not None
+        return self.delivery
+
+    def _read(self) -> None:
+        if self._sent is None:
+            return
+        sent, self._sent = self._sent, None
+        try:
+            self.delivery = sent()
+        except Exception as exc:
+            self.error = exc
+            return
+        if self.delivery.token is not None:
+            self._leases.hold(self.invocation_id, self.delivery.token)  # renewed while the pass runs
+
+    def close(self) -> None:
+        """The message's handling ended (normally or not): read the reply if nobody did."""
+        with self._lock:
+            self._read()
+
+    def __call__(self) -> bool:
+        """At the pass's frontier: may the pass go on (its state is the empty one)?"""
+        try:
+            return self.fresh(self.deliver())
+        except Exception:  # kept in self.error
+            return False
+
+    @staticmethod
+    def fresh(delivery: Delivery) -> bool:
+        """The delivery created the invocation and granted its lease: its state is the empty one."""
+        return delivery.token is not None and not delivery.duplicate and not delivery.entries
+
+
+class Window:
+    """Reads the delivery of first passes still running a while after they started, so their
+    lease is renewed (see :class:`~.leases.LeaseKeeper`) before it could expire.
+
+    One thread per process (dramatiq forks its worker processes); every pass waits the same
+    window, so deadlines come in order and a deque suffices.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._queue: collections.deque[tuple[float, Gate]] = collections.deque()
+        self._ready = threading.Condition()
+        self._pid = 0
+
+    def watch(self, gate: Gate) -> None:
+        with self._ready:
+            self._queue.append((time.monotonic() + self.window_s, gate))
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="encore-first-pass-window", daemon=True).start()
+            self._ready.notify()
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while pid == os.getpid():
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                due, gate = self._queue.popleft()
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if not gate.read:
+                with contextlib.suppress(Exception):  # kept in gate.error: the runtime raises it
+                    gate.deliver()
+
+
+class Resume:
+    """The delivery of a result to a parent whose snapshot this process holds, sent ahead.
+
+    The parent's pass replays its cached snapshot while the delivery is on its way; at the
+    pass's frontier (see :meth:`PassState._at_frontier`) the gate reads the delivery. It
+    confirms the pass when the delivery granted the lease and returned the journal from
+    where the snapshot ends, holding only entries that arrived from outside (results,
+    signals, a cancel): the snapshot is extended with them and the pass goes on.
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        sent: Callable[[], Delivery],
+        leases: LeaseKeeper,
+        invocation_id: str,
+    ) -> None:
+        self.snapshot = snapshot
+        self._sent: Callable[[], Delivery] | None = sent
+        self._leases = leases
+        self._invocation_id = invocation_id
+        self._delivery: Delivery | None = None
+        self.error: Exception | None = None
+        self.confirmed: bool | None = None
+
+    def delivery(self) -> Delivery:
+        """Read the delivery's reply (once)."""
+        if self._sent is not None:
+            sent, self._sent = self._sent, None
+            self._delivery = sent()
+            if self._delivery.token is not None:
+                self._leases.hold(self._invocation_id, self._delivery.token)
+        assert self._delivery is not None
+        return self._delivery
+
+    def confirm(self) -> bool:
+        """Whether the pass counts; the first call extends the snapshot when it does."""
+        if self.confirmed is None:
+            delivery = self.delivery()
+            self.confirmed = (
+                delivery.token is not None
+                and delivery.entries is not None
+                and delivery.loaded_from == self.snapshot.length
+                and self.snapshot.extend(delivery.entries)
+            )
+        return self.confirmed
+
+    def __call__(self) -> bool:
+        try:
+            return self.confirm()
+        except Exception as exc:  # called from user code: the runtime raises it after the pass
+            self.error = exc
+            self.confirmed = False
+            return False
