@@ -1,6 +1,9 @@
 """The floor: raw dramatiq actors doing a step's two hops (request, reply) per step.
 
-Default broker settings (no publisher confirms), as a plain dramatiq user would run them.
+Two pairs of actors on two queues: ``bench_raw`` is served by workers with dramatiq's
+default broker settings (no publisher confirms), as a plain dramatiq user runs them;
+``bench_raw_confirms`` by workers started with BENCH_RAW_CONFIRMS=1, which measures what
+publisher confirms alone cost.
 """
 
 from __future__ import annotations
@@ -11,22 +14,26 @@ import dramatiq
 import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-# BENCH_RAW_CONFIRMS=1 measures what publisher confirms alone cost the floor.
-broker = RabbitmqBroker(
-    url=os.environ["ENCORE_BROKER_URL"], confirm_delivery=os.environ.get("BENCH_RAW_CONFIRMS") == "1"
-)
+CONFIRMS = os.environ.get("BENCH_RAW_CONFIRMS") == "1"
+broker = RabbitmqBroker(url=os.environ["ENCORE_BROKER_URL"], confirm_delivery=CONFIRMS)
 dramatiq.set_broker(broker)
 _redis = redis.Redis.from_url(os.environ["ENCORE_STATE_URL"])
 
 
-@dramatiq.actor(queue_name="bench_raw", max_retries=0)
-def raw_step(run_id: str, step: int, steps: int) -> None:
-    raw_reply.send(run_id, step, steps)
+def _pair(queue: str) -> tuple[dramatiq.Actor[..., None], dramatiq.Actor[..., None]]:
+    def step(run_id: str, step: int, steps: int) -> None:
+        reply.send(run_id, step, steps)
+
+    def reply_fn(run_id: str, step: int, steps: int) -> None:
+        if step + 1 < steps:
+            first.send(run_id, step + 1, steps)
+        else:
+            _redis.set(f"bench:raw:{run_id}", "done", ex=600)
+
+    first = dramatiq.actor(step, actor_name=f"{queue}_step", queue_name=queue, max_retries=0)
+    reply = dramatiq.actor(reply_fn, actor_name=f"{queue}_reply", queue_name=queue, max_retries=0)
+    return first, reply
 
 
-@dramatiq.actor(queue_name="bench_raw", max_retries=0)
-def raw_reply(run_id: str, step: int, steps: int) -> None:
-    if step + 1 < steps:
-        raw_step.send(run_id, step + 1, steps)
-    else:
-        _redis.set(f"bench:raw:{run_id}", "done", ex=600)
+raw_step, raw_reply = _pair("bench_raw")
+confirmed_step, confirmed_reply = _pair("bench_raw_confirms")

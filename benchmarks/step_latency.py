@@ -1,9 +1,12 @@
 """Per-step latency of a sequential workflow against the raw-dramatiq floor, in one run.
 
-    python benchmarks/step_latency.py [--steps 20] [--runs 15] [--processes 2] [--threads 8]
+    python benchmarks/step_latency.py [--steps 20] [--runs 30] [--processes 2] [--threads 8]
 
-Starts worker processes with the `dramatiq` CLI (floor workers and encore workers in turn),
-runs workflows one at a time, and prints the median per-step time of each and their ratio.
+Starts three groups of worker processes with the `dramatiq` CLI (the floor's raw actors,
+the same raw actors with publisher confirms, and encore), then runs workflows one at a
+time, in short blocks of each kind taking turns, so that all three see the same machine
+(a shared one: its speed drifts from minute to minute). Prints the median per-step time
+of each and the ratio encore/floor.
 Needs RabbitMQ and Redis (ENCORE_BROKER_URL / ENCORE_STATE_URL, default localhost).
 """
 
@@ -20,17 +23,27 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+# Runs go in blocks of BLOCK workflows of one kind, the kinds taking turns, so a drift of
+# the machine's speed affects all of them alike; PAUSE_S between runs keeps one run's
+# trailing work (acks, a last commit) out of the next run's time.
+BLOCK = 5
+PAUSE_S = 0.05
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 
 @contextmanager
-def workers(module: str, processes: int, threads: int, env: dict[str, str]) -> Iterator[None]:
+def workers(
+    module: str, processes: int, threads: int, env: dict[str, str], queues: tuple[str, ...] = ()
+) -> Iterator[None]:
     cmd = [sys.executable, "-m", "dramatiq", module, "-p", str(processes), "-t", str(threads)]
+    if queues:
+        cmd += ["--queues", *queues]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -49,34 +62,31 @@ def poll(done: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.0005)
 
 
-def measure_floor(steps: int, runs: int) -> list[float]:
-    from benchmarks.raw_app import _redis, raw_step
+def run_floor(step: Any, steps: int) -> float:
+    """One run of raw actors: seconds per step."""
+    from benchmarks.raw_app import _redis
 
-    per_step = []
-    for _ in range(runs):
-        run_id = uuid.uuid4().hex
-        start = time.perf_counter()
-        raw_step.send(run_id, 0, steps)
-        done_key = f"bench:raw:{run_id}"
-        poll(lambda key=done_key: _redis.exists(key) == 1)
-        per_step.append((time.perf_counter() - start) / steps)
-    return per_step
+    run_id = uuid.uuid4().hex
+    start = time.perf_counter()
+    step.send(run_id, 0, steps)
+    done_key = f"bench:raw:{run_id}"
+    poll(lambda: _redis.exists(done_key) == 1)
+    return (time.perf_counter() - start) / steps
 
 
-def measure_encore(steps: int, runs: int) -> list[float]:
+def run_encore(steps: int) -> float:
+    """One encore workflow: seconds per step."""
     from benchmarks.encore_app import app, sequential
 
     client, keys = app.state.client, app.state.keys  # type: ignore[attr-defined]
-    per_step = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        inv = sequential.send(steps)
-        meta_key = keys.meta(inv.invocation_id)
-        # As cheap a poll as the floor's EXISTS: one HGET, no decoding of the record.
-        poll(lambda key=meta_key: client.hget(key, "status") == "succeeded")
-        per_step.append((time.perf_counter() - start) / steps)
-        assert inv.result == sum(range(steps))
-    return per_step
+    start = time.perf_counter()
+    inv = sequential.send(steps)
+    meta_key = keys.meta(inv.invocation_id)
+    # As cheap a poll as the floor's EXISTS: one HGET, no decoding of the record.
+    poll(lambda: client.hget(meta_key, "status") == "succeeded")
+    elapsed = time.perf_counter() - start
+    assert inv.result == sum(range(steps))
+    return elapsed / steps
 
 
 def service_env() -> dict[str, str]:
@@ -92,30 +102,38 @@ def service_env() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--rounds", type=int, default=2, help="alternate floor/encore this many times")
+    parser.add_argument("--runs", type=int, default=30, help="workflows of each kind")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
     env = service_env()
     redis.Redis.from_url(env["ENCORE_STATE_URL"]).ping()
+    from benchmarks.raw_app import confirmed_step, raw_step
 
-    floor: list[float] = []
-    confirmed: list[float] = []
-    encore: list[float] = []
-    for _ in range(args.rounds):
-        with workers("benchmarks.raw_app", args.processes, args.threads, env):
-            measure_floor(args.steps, 3)  # warm-up
-            floor += measure_floor(args.steps, args.runs)
-        # The same raw actors with publisher confirms: what that durability setting alone costs.
-        with workers("benchmarks.raw_app", args.processes, args.threads, {**env, "BENCH_RAW_CONFIRMS": "1"}):
-            measure_floor(args.steps, 3)
-            confirmed += measure_floor(args.steps, args.runs)
-        with workers("benchmarks.encore_app", args.processes, args.threads, env):
-            measure_encore(args.steps, 3)  # warm-up
-            encore += measure_encore(args.steps, args.runs)
-    f, c, e = statistics.median(floor), statistics.median(confirmed), statistics.median(encore)
-    print(f"steps per workflow {args.steps} | runs {len(encore)} | workers {args.processes}x{args.threads}")
+    kinds: dict[str, Callable[[], float]] = {
+        "floor": lambda: run_floor(raw_step, args.steps),
+        "confirms": lambda: run_floor(confirmed_step, args.steps),
+        "encore": lambda: run_encore(args.steps),
+    }
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    group = (args.processes, args.threads)
+    with (
+        workers("benchmarks.raw_app", *group, env, queues=("bench_raw",)),
+        workers("benchmarks.raw_app", *group, {**env, "BENCH_RAW_CONFIRMS": "1"}, queues=("bench_raw_confirms",)),
+        workers("benchmarks.encore_app", *group, env),
+    ):
+        for _ in range(3):  # warm-up
+            for run in kinds.values():
+                run()
+        for i in range(0, args.runs, BLOCK):
+            order = list(kinds)[(i // BLOCK) % 3:] + list(kinds)[:(i // BLOCK) % 3]  # nobody always goes first
+            for kind in order:
+                for _ in range(min(BLOCK, args.runs - i)):
+                    time.sleep(PAUSE_S)  # what the previous run left (acks, its last commit) is done
+                    times[kind].append(kinds[kind]())
+    f, c, e = (statistics.median(times[kind]) for kind in kinds)
+    print(f"steps per workflow {args.steps} | runs {args.runs} of each, in turns | "
+          f"workers {args.processes}x{args.threads} per kind")
     print(f"floor (raw dramatiq, 2 hops per step, default broker settings): {f * 1000:.3f} ms/step")
     print(f"raw dramatiq with publisher confirms (reference only): {c * 1000:.3f} ms/step ({c / f:.2f} x floor)")
     print(f"encore (RabbitMQ confirms + Redis, every durability default on): {e * 1000:.3f} ms/step")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from ..errors import EncoreError, MisuseError, TaskError, WorkflowCancelled
@@ -67,7 +67,11 @@ class Snapshot:
         self._fold(entries)
         return True
 
-    def _fold(self, entries: list[JournalEntry]) -> None:
+    def extend_own(self, entries: Sequence[JournalEntry]) -> None:
+        """Fold the entries a pass over this snapshot appended, right after what it held."""
+        self._fold(entries)
+
+    def _fold(self, entries: Sequence[JournalEntry]) -> None:
         for index, entry in enumerate(entries, start=self.length):
             if isinstance(entry, ValueEntry):
                 self.values.setdefault(entry.k, []).append(entry)

@@ -26,7 +26,7 @@ from dramatiq.middleware.shutdown import Shutdown
 from dramatiq.threading import Interrupt
 
 from ..errors import EncoreError, MisuseError, PayloadTooLarge, WorkflowIdConflict
-from ..state.backend import Commit, Delivery, Trigger
+from ..state.backend import Commit, CommitResult, Delivery, Trigger
 from ..state.models import FINISHED, InvocationMeta, InvocationRecord, Outcome
 from .codec import ArgumentError, ResultError, check_size
 from .context import WorkflowContext
@@ -74,8 +74,8 @@ class Runtime:
         self.state = app.state
         self.leases = LeaseKeeper(app.state)
         self.outbox = Outbox(app)
-        # A first pass still running after a fifth of the lease has its delivery read, so
-        # its lease is renewed in time (at most half a second: the record shows "running").
+        # A child's first pass still running this long has its delivery made by the window
+        # (the record then shows "running"); well within the lease, which it then renews.
         self._window = Window(min(0.5, self.state.lease_ms / 5000))
         self._beside = Beside()
         # Snapshots of recently driven invocations: a pass loads only the journal's tail.
@@ -223,7 +223,7 @@ class Runtime:
             outcome = self._pass(task, snapshot, trigger.key, gate=gate)
             published = False
             retries = outcome.retryable and self._will_retry(task, message, outcome.exception)
-            if not gate.read and outcome.finished and not retries:
+            if not gate.made and outcome.finished and not retries:
                 self._publish_ahead(snapshot, outcome)
                 published = True
             delivery = gate.deliver()  # raises a store error met at the frontier: see handle()
@@ -294,7 +294,6 @@ class Runtime:
                 if first is not None:
                     snapshot, outcome, published = first
                     first = None
-                    self._remember(invocation_id, snapshot)
                 else:
                     snapshot = self._snapshot(invocation_id, preloaded, cached)
                     outcome = self._pass(task, snapshot, origin)
@@ -305,19 +304,22 @@ class Runtime:
                     assert outcome.exception is not None
                     raise outcome.exception  # dramatiq's Retries re-enqueues with backoff
                 ahead = not outcome.context.data_writes
-                commit = self._commit(snapshot, outcome)
+                seen = snapshot.length
                 if ahead and not published:
-                    # The commit runs beside the publish, which waits for its confirm: the lease is
-                    # free again well before the child's result can arrive.
-                    pending = self._beside.submit(self.state.commit, invocation_id, token, commit)
+                    # The commit is built and sent beside the publish, which waits for its
+                    # confirm: the lease is free again well before the child's result arrives.
+                    pending = self._beside.submit(self._commit_pass, invocation_id, token, snapshot, outcome)
                     try:
                         self._publish_ahead(snapshot, outcome)
                     finally:
                         committed = pending.result()
                 else:
-                    committed = self.state.commit(invocation_id, token, commit)
+                    committed = self._commit_pass(invocation_id, token, snapshot, outcome)
                 if not committed.ok and committed.rerun:
-                    continue  # stale: a timer resolved a step this pass resolved itself; run again
+                    # Stale: a timer resolved a step this pass resolved itself. Nothing was
+                    # written, so the snapshot is still the journal's prefix: run again.
+                    self._remember(invocation_id, snapshot)
+                    continue
                 if not committed.ok:
                     logger.warning("invocation %s: lease lost before commit; re-sending its message", invocation_id)
                     self._nudge(message)
@@ -326,8 +328,11 @@ class Runtime:
                     self._publish_ahead(snapshot, outcome)
                 self._publish(snapshot, outcome)
                 if outcome.finished:
-                    self._forget(invocation_id)
                     return
+                if outcome.status != "continued":  # a new run loads its own journal
+                    if committed.appended_at is not None and committed.appended_at == seen:
+                        snapshot.extend_own(outcome.context.entries)  # nothing arrived in between
+                    self._remember(invocation_id, snapshot)
                 if not committed.rerun:
                     return
         finally:
@@ -342,6 +347,9 @@ class Runtime:
     def _snapshot(self, invocation_id: str, preloaded: Delivery | None = None, cached: int = 0) -> Snapshot:
         """The invocation's snapshot: the cached prefix plus the journal's tail.
 
+        The snapshot is taken out of the cache: the pass owns it, and :meth:`_drive` puts it
+        back once the pass committed (extended with the pass's own entries).
+
         ``preloaded`` carries the tail that ``deliver`` returned with the lease; it is used
         when the cache still ends where it ended when the delivery asked (another thread of
         this process may have advanced it meanwhile), otherwise the tail is loaded again.
@@ -355,7 +363,7 @@ class Runtime:
                 snapshot = Snapshot(InvocationMeta(record=preloaded.record, status="running"))
             if snapshot is not None and snapshot.length == preloaded.loaded_from:
                 snapshot.apply(list(preloaded.entries))
-                return self._remember(invocation_id, snapshot)
+                return snapshot
         start = length
         meta, tail = self.state.load(invocation_id, start)
         assert meta is not None, f"invocation {invocation_id} vanished while leased"
@@ -365,11 +373,7 @@ class Runtime:
                 _, tail = self.state.load(invocation_id, 0)
         snapshot.meta = meta
         snapshot.apply(tail)
-        return self._remember(invocation_id, snapshot)
-
-    def _forget(self, invocation_id: str) -> None:
-        with self._cache_lock:
-            self._cache.pop(invocation_id, None)
+        return snapshot
 
     def _remember(self, invocation_id: str, snapshot: Snapshot) -> Snapshot:
         with self._cache_lock:
@@ -424,6 +428,9 @@ class Runtime:
             return bool(retry_when(retries, exc))
         max_retries = message.options.get("max_retries", options.get("max_retries", middleware.max_retries))
         return max_retries is None or retries < max_retries
+
+    def _commit_pass(self, invocation_id: str, token: str, snapshot: Snapshot, outcome: PassOutcome) -> CommitResult:
+        return self.state.commit(invocation_id, token, self._commit(snapshot, outcome))
 
     @staticmethod
     def _outcome(snapshot: Snapshot, outcome: PassOutcome) -> Outcome:

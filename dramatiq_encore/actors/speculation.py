@@ -9,9 +9,9 @@ nothing that a later pass could contradict.
 - :class:`Resume`: a parent resumed by a child's result, whose snapshot this process
   holds from its previous pass, replays it while the delivery is on its way.
 - :class:`Gate`: a child's start message delivered for the first time almost always finds
-  no state, so its first pass runs at once on the empty state while its delivery (create
-  the record, record the trigger, take the lease) is on its way. A leaf that finishes
-  before it needed the delivery sends its result to its parent first: the delivery's round
+  no state, so its first pass runs at once on the empty state and its delivery (create the
+  record, record the trigger, take the lease) is made when first needed. A leaf that
+  finishes without needing it sends its result to its parent first: the delivery's round
   trip is off the path from one step to the next.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -34,13 +35,13 @@ if TYPE_CHECKING:
 
 
 class Gate:
-    """The delivery of one child's first pass: sent when the pass starts, read when needed.
+    """The delivery of one child's first pass, made once, by whoever needs it first.
 
-    The delivery runs on the server while the pass runs; its reply is read at the pass's
-    frontier, after the pass (once a finished leaf's result was sent), or by the
-    :class:`Window` (so the lease is renewed while a long pass runs), whichever comes first.
-    Called from inside user code at the frontier, so that call never raises: a store error
-    is kept in ``error`` and the runtime raises it after the pass.
+    That is the pass at its frontier, the runtime after the pass (once a finished leaf's
+    result was sent to its parent), or the :class:`Window` while a long pass runs (so the
+    record shows ``running`` and the lease is renewed). Called from inside user code at the
+    frontier, so that call never raises: a store error is kept in ``error`` and the runtime
+    raises it after the pass.
     """
 
     def __init__(
@@ -54,30 +55,34 @@ class Gate:
         self._leases = leases
         self.invocation_id = invocation_id
         self._lock = threading.Lock()
-        self._sent: Callable[[], Delivery] | None = state.deliver_soon(invocation_id, trigger, record, load_from=0)
+        # Made when first needed, not sent ahead: sending it costs the pass more than the
+        # round trip it would hide (measured with benchmarks/step_latency.py).
+        self._make: Callable[[], Delivery] | None = functools.partial(
+            state.deliver, invocation_id, trigger, record, load_from=0
+        )
         self.delivery: Delivery | None = None
         self.error: Exception | None = None
 
     @property
-    def read(self) -> bool:
-        """The delivery's reply was read (or is being read)."""
-        return self._sent is None or self._lock.locked()
+    def made(self) -> bool:
+        """The delivery was made (or is being made)."""
+        return self._make is None or self._lock.locked()
 
     def deliver(self) -> Delivery:
-        """The delivery (its reply is read now unless it was read already)."""
+        """The delivery, made now unless it was made already (waits for one in progress)."""
         with self._lock:
-            self._read()
+            self._make_once()
         if self.error is not None:
             raise self.error
         assert self.delivery is not None
         return self.delivery
 
-    def _read(self) -> None:
-        if self._sent is None:
+    def _make_once(self) -> None:
+        if self._make is None:
             return
-        sent, self._sent = self._sent, None
+        make, self._make = self._make, None
         try:
-            self.delivery = sent()
+            self.delivery = make()
         except Exception as exc:
             self.error = exc
             return
@@ -85,9 +90,9 @@ class Gate:
             self._leases.hold(self.invocation_id, self.delivery.token)  # renewed while the pass runs
 
     def close(self) -> None:
-        """The message's handling ended (normally or not): read the reply if nobody did."""
+        """The message's handling ended (normally or not): the window makes no delivery now."""
         with self._lock:
-            self._read()
+            self._make = None
 
     def __call__(self) -> bool:
         """At the pass's frontier: may the pass go on (its state is the empty one)?"""
@@ -103,40 +108,38 @@ class Gate:
 
 
 class Window:
-    """Reads the delivery of first passes still running a while after they started, so their
-    lease is renewed (see :class:`~.leases.LeaseKeeper`) before it could expire.
+    """Makes the delivery of first passes still running a while after they started, so they
+    show ``running`` and their lease is renewed (see :class:`~.leases.LeaseKeeper`).
 
-    One thread per process (dramatiq forks its worker processes); every pass waits the same
-    window, so deadlines come in order and a deque suffices.
+    One thread per process (dramatiq forks its worker processes) that looks every half
+    window: watching a pass costs an append, no wake-up.
     """
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
         self._queue: collections.deque[tuple[float, Gate]] = collections.deque()
-        self._ready = threading.Condition()
         self._pid = 0
+        self._lock = threading.Lock()
 
     def watch(self, gate: Gate) -> None:
-        with self._ready:
-            self._queue.append((time.monotonic() + self.window_s, gate))
-            if self._pid != os.getpid():
-                self._pid = os.getpid()
-                threading.Thread(target=self._run, name="encore-first-pass-window", daemon=True).start()
-            self._ready.notify()
+        self._queue.append((time.monotonic() + self.window_s, gate))  # deque.append is atomic
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    threading.Thread(target=self._run, name="encore-first-pass-window", daemon=True).start()
 
     def _run(self) -> None:
         pid = os.getpid()
         while pid == os.getpid():
-            with self._ready:
-                while not self._queue:
-                    self._ready.wait()
-                due, gate = self._queue.popleft()
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if not gate.read:
-                with contextlib.suppress(Exception):  # kept in gate.error: the runtime raises it
-                    gate.deliver()
+            time.sleep(self.window_s / 2)
+            now = time.monotonic()
+            # Every pass waits the same window: deadlines come in order.
+            while self._queue and self._queue[0][0] <= now:
+                _, gate = self._queue.popleft()
+                if not gate.made:
+                    with contextlib.suppress(Exception):  # kept in gate.error: the runtime raises it
+                        gate.deliver()
 
 
 class Resume:

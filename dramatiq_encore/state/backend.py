@@ -127,6 +127,10 @@ class CommitResult:
 
     ok: bool
     rerun: bool = False
+    #: The journal index at which the pass's entries were appended (None: not known, or a new
+    #: run began). Equal to the pass's ``seen``: nothing arrived in between, so a cached
+    #: snapshot can fold the entries itself instead of loading them again.
+    appended_at: int | None = None
 
 
 class StateBackend(abc.ABC):

@@ -160,6 +160,7 @@ class MemoryState(StateBackend):
                 if grew:
                     return CommitResult(ok=False, rerun=True)  # stale: carry over what arrived
                 inv.record, inv.journal, inv.resolved = commit.reset, [], set()
+            at = None if commit.reset is not None else len(inv.journal)
             inv.journal.extend(commit.entries)
             inv.resolved.update(commit.claims)
             for workflow_id, values in commit.data.items():
@@ -172,10 +173,10 @@ class MemoryState(StateBackend):
             else:
                 self._wake(inv)
                 inv.lock_until = time.monotonic() + self.lease_ms / 1000
-                return CommitResult(ok=True, rerun=True)
+                return CommitResult(ok=True, rerun=True, appended_at=at)
             inv.lock_token = None
             self._cond.notify_all()
-            return CommitResult(ok=True)
+            return CommitResult(ok=True, appended_at=at)
 
     def _suspend(self, inv: _Invocation, commit: Commit, grew: bool) -> bool:
         """Set what the invocation waits on; False when it can run again at once."""

@@ -349,8 +349,8 @@ class RedisState(StateBackend):
             args.append(len(values))
             for field, value in values.items():
                 args += (field, value)
-        ok, rerun = self._do(self._commit, keys, args)
-        return CommitResult(ok=bool(ok), rerun=bool(rerun))
+        ok, rerun, *at = self._do(self._commit, keys, args)
+        return CommitResult(ok=bool(ok), rerun=bool(rerun), appended_at=int(at[0]) if at else None)
 
     def release(self, invocation_id: str, token: str) -> None:
         self._do(self._release, [self.keys.invocation(invocation_id).lock], [token])

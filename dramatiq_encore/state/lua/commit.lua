@@ -10,7 +10,9 @@
 --       wake_any is '1' when one resolved member wakes the invocation; seen is the journal
 --       length the pass saw, or '' for no check; reset is the next run's record JSON when
 --       the invocation continues as new, else '', and run that record's run number)
--- Returns {ok, rerun}; {0, 1} means stale: nothing written, the lease is still held.
+-- Returns {ok, rerun} or, when the pass's entries were appended to its run's journal,
+-- {ok, rerun, at} with at their index; {0, 1} means stale: nothing written, the lease is
+-- still held.
 local meta, journal, resolved, waiting, lock, registry = unpack(KEYS, 1, 6)
 local token, lease_ms, status, outcome, finished, retention_s, wake_any, seen, reset, run = unpack(ARGV, 1, 10)
 
@@ -45,6 +47,7 @@ if reset ~= '' then
   redis.call('HSET', meta, 'rec', reset, 'run', run)
 end
 
+local at = redis.call('LLEN', journal)  -- where this pass's entries start
 call_chunked('RPUSH', journal, entries[1], entries[2])
 call_chunked('SADD', resolved, claims[1], claims[2])
 local written = {meta, journal, waiting, resolved}
@@ -84,7 +87,7 @@ if finished == '1' then
   else
     retain(registry, written)
   end
-  return {1, 0}
+  return {1, 0, at}
 end
 
 -- Steps whose results arrived while the pass ran are not waited on; a journal that grew
@@ -105,7 +108,7 @@ retain(registry, written)
 if woken or redis.call('SCARD', waiting) == 0 then
   redis.call('DEL', waiting)
   redis.call('PEXPIRE', lock, lease_ms)
-  return {1, 1}
+  return {1, 1, at}
 end
 if wake_any == '1' then
   redis.call('HSET', meta, 'wake', 'any')
@@ -114,4 +117,4 @@ else
 end
 redis.call('HSET', meta, 'status', 'suspended')
 redis.call('DEL', lock)
-return {1, 0}
+return {1, 0, at}
