@@ -224,8 +224,12 @@ class Runtime:
             published = False
             retries = outcome.retryable and self._will_retry(task, message, outcome.exception)
             if not gate.made and outcome.finished and not retries:
+                # A leaf: its result goes to its parent first, then one round trip records it.
                 self._publish_ahead(snapshot, outcome)
                 published = True
+                if gate.finish(self._commit(snapshot, outcome)) is not None:
+                    self._publish(snapshot, outcome)
+                    return
             delivery = gate.deliver()  # raises a store error met at the frontier: see handle()
             if outcome.status == "abandoned" or not Gate.fresh(delivery):
                 self._delivered(task, invocation_id, delivery, 0, trigger, message)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..state.backend import Delivery, StateBackend, Trigger
+from ..state.backend import Commit, CommitResult, Delivery, StateBackend, Trigger, empty_state
 from ..state.models import InvocationRecord
 from .leases import LeaseKeeper
 
@@ -52,6 +52,9 @@ class Gate:
         trigger: Trigger,
         record: InvocationRecord,
     ) -> None:
+        self._state = state
+        self._trigger = trigger
+        self._record = record
         self._leases = leases
         self.invocation_id = invocation_id
         self._lock = threading.Lock()
@@ -89,6 +92,21 @@ class Gate:
         if self.delivery.token is not None:
             self._leases.hold(self.invocation_id, self.delivery.token)  # renewed while the pass runs
 
+    def finish(self, commit: Commit) -> CommitResult | None:
+        """A finished pass that never needed the delivery: make it and commit the pass in one
+        round trip (None when the state was not the empty one: nothing committed)."""
+        with self._lock:
+            if self._make is not None:
+                self._make = None
+                self.delivery, committed = self._state.finish_first_pass(
+                    self.invocation_id, self._trigger, self._record, commit
+                )
+                if committed is not None:
+                    return committed
+                if self.delivery.token is not None:
+                    self._leases.hold(self.invocation_id, self.delivery.token)
+            return None
+
     def close(self) -> None:
         """The message's handling ended (normally or not): the window makes no delivery now."""
         with self._lock:
@@ -103,8 +121,8 @@ class Gate:
 
     @staticmethod
     def fresh(delivery: Delivery) -> bool:
-        """The delivery created the invocation and granted its lease: its state is the empty one."""
-        return delivery.token is not None and not delivery.duplicate and not delivery.entries
+        """The delivery granted the lease on the empty state the pass assumed."""
+        return empty_state(delivery)
 
 
 class Window:

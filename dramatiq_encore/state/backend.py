@@ -95,6 +95,13 @@ class Delivery:
     loaded_from: int = 0
 
 
+def empty_state(delivery: Delivery) -> bool:
+    """The delivery granted the lease on an invocation with an empty journal in its first run:
+    a pass that assumed no state at all (a child's first pass run before its delivery) fits."""
+    record = delivery.record
+    return delivery.token is not None and not delivery.entries and (record is None or record.run == 0)
+
+
 @dataclasses.dataclass
 class Commit:
     """Everything one pass writes, applied atomically by :meth:`StateBackend.commit`."""
@@ -118,6 +125,9 @@ class Commit:
     #: forget what the old run waited on and resolved, keep the lease and rerun. Stale (not
     #: applied) when the journal grew during the pass: what arrived must be carried over.
     reset: InvocationRecord | None = None
+    #: A first pass run before its state was read: applied only to the empty state of the
+    #: first run (see :func:`empty_state`), else stale.
+    empty_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +191,18 @@ class StateBackend(abc.ABC):
         """
         delivery = self.deliver(invocation_id, trigger, record, load_from, run)
         return lambda: delivery
+
+    def finish_first_pass(
+        self, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
+    ) -> tuple[Delivery, CommitResult | None]:
+        """Deliver a start with ``load_from=0`` and, when that found the empty state (see
+        :func:`empty_state`), commit ``commit``: a first pass run before its state was read,
+        which needed nothing from it. The commit result is None when it was not applied (the
+        delivery is then handled as usual). Redis makes both one round trip."""
+        delivery = self.deliver(invocation_id, trigger, record, load_from=0)
+        if delivery.token is None or not empty_state(delivery):
+            return delivery, None
+        return delivery, self.commit(invocation_id, delivery.token, commit)
 
     @abc.abstractmethod
     def acquire(self, invocation_id: str) -> str | None:

@@ -155,6 +155,8 @@ class MemoryState(StateBackend):
                 return CommitResult(ok=False)
             if inv.resolved.intersection(commit.claims):
                 return CommitResult(ok=False, rerun=True)  # stale: a timer resolved a claimed step
+            if commit.empty_only and (inv.journal or inv.record.run):
+                return CommitResult(ok=False, rerun=True)  # stale: the pass assumed the empty state
             grew = commit.seen is not None and len(inv.journal) > commit.seen
             if commit.reset is not None:
                 if grew:

@@ -275,6 +275,32 @@ class RedisState(StateBackend):
             loaded_from=int(start),
         )
 
+    def finish_first_pass(
+        self, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
+    ) -> tuple[Delivery, CommitResult | None]:
+        if getattr(self.client, "connection_pool", None) is None or not self._reached:
+            return super().finish_first_pass(invocation_id, trigger, record, commit)  # Cluster: two calls
+        keys, args = self._deliver_call(invocation_id, trigger, record, 0, 0)
+        token = str(args[6])
+        commit_keys, commit_args = self._commit_call(invocation_id, token, dataclasses.replace(commit, empty_only=True))
+        # One round trip: the commit runs right after the delivery and applies only if the
+        # delivery granted this token the lease on the empty state (its own check).
+        pipe = self.client.pipeline(transaction=False)
+        pipe.execute_command("EVALSHA", self._deliver.sha, len(keys), *keys, *args)  # type: ignore[attr-defined]
+        pipe.execute_command("EVALSHA", self._commit.sha, len(commit_keys), *commit_keys, *commit_args)  # type: ignore[attr-defined]
+        delivered, committed = self._do(pipe.execute, False)
+        if isinstance(delivered, redis.exceptions.NoScriptError):  # a restarted server: load them
+            return super().finish_first_pass(invocation_id, trigger, record, commit)
+        if isinstance(delivered, Exception):
+            raise delivered
+        delivery = self._delivery(delivered, record)
+        if isinstance(committed, Exception):
+            raise committed
+        ok, rerun, *at = committed
+        if not ok:
+            return delivery, None
+        return delivery, CommitResult(ok=True, rerun=bool(rerun), appended_at=int(at[0]) if at else None)
+
     def _soon(self, script: Script, keys: list[str], args: list[Any]) -> Callable[[], Any]:
         """Send one script call now; the returned function reads its reply.
 
@@ -322,9 +348,14 @@ class RedisState(StateBackend):
         return self._meta(record, status, outcome), [_text(entry) for entry in entries]
 
     def commit(self, invocation_id: str, token: str, commit: Commit) -> CommitResult:
+        keys, args = self._commit_call(invocation_id, token, commit)
+        ok, rerun, *at = self._do(self._commit, keys, args)
+        return CommitResult(ok=bool(ok), rerun=bool(rerun), appended_at=int(at[0]) if at else None)
+
+    def _commit_call(self, invocation_id: str, token: str, commit: Commit) -> tuple[list[str], list[Any]]:
         k = self.keys.invocation(invocation_id)
         keys = [k.meta, k.journal, k.resolved, k.waiting, k.lock, k.registry]
-        args: list[str | int] = [
+        args: list[Any] = [
             token,
             self.lease_ms,
             commit.status,
@@ -335,6 +366,7 @@ class RedisState(StateBackend):
             "" if commit.seen is None else commit.seen,
             "" if commit.reset is None else commit.reset.model_dump_json(),
             0 if commit.reset is None else commit.reset.run,
+            "1" if commit.empty_only else "",
             len(commit.entries),
             *commit.entries,
             len(commit.waiting),
@@ -349,8 +381,7 @@ class RedisState(StateBackend):
             args.append(len(values))
             for field, value in values.items():
                 args += (field, value)
-        ok, rerun, *at = self._do(self._commit, keys, args)
-        return CommitResult(ok=bool(ok), rerun=bool(rerun), appended_at=int(at[0]) if at else None)
+        return keys, args
 
     def release(self, invocation_id: str, token: str) -> None:
         self._do(self._release, [self.keys.invocation(invocation_id).lock], [token])

@@ -1,6 +1,6 @@
 -- commit: apply one pass atomically if the token still holds the lease.
 -- KEYS: meta journal resolved waiting lock registry data_1 .. data_n
--- ARGV: token lease_ms status outcome finished retention_s wake_any seen reset run
+-- ARGV: token lease_ms status outcome finished retention_s wake_any seen reset run empty_only
 --       n_entries entry_1 .. entry_n
 --       n_waiting step_1 .. step_n
 --       n_signals name_1 .. name_n
@@ -9,18 +9,25 @@
 --       (outcome is '' for none; finished is '1' when status is a finished status;
 --       wake_any is '1' when one resolved member wakes the invocation; seen is the journal
 --       length the pass saw, or '' for no check; reset is the next run's record JSON when
---       the invocation continues as new, else '', and run that record's run number)
+--       the invocation continues as new, else '', and run that record's run number;
+--       empty_only is '1' for a first pass run before its state was read: it applies only
+--       to the empty state of run 0, else it is stale)
 -- Returns {ok, rerun} or, when the pass's entries were appended to its run's journal,
 -- {ok, rerun, at} with at their index; {0, 1} means stale: nothing written, the lease is
 -- still held.
 local meta, journal, resolved, waiting, lock, registry = unpack(KEYS, 1, 6)
-local token, lease_ms, status, outcome, finished, retention_s, wake_any, seen, reset, run = unpack(ARGV, 1, 10)
+local token, lease_ms, status, outcome, finished, retention_s, wake_any, seen, reset, run, empty_only =
+  unpack(ARGV, 1, 11)
 
 if redis.call('GET', lock) ~= token then
   return {0, 0}
 end
 
-local i = 11
+if empty_only == '1' and (redis.call('LLEN', journal) > 0 or (redis.call('HGET', meta, 'run') or '0') ~= '0') then
+  return {0, 1}
+end
+
+local i = 12
 local sections = {}
 for s = 1, 4 do
   local n = tonumber(ARGV[i])
