@@ -13,7 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 
 from dramatiq_encore import Encore
-from dramatiq_encore.actors.messages import ENVELOPE, NUDGES, ResultEnvelope
+from dramatiq_encore.actors.messages import ENVELOPE, NUDGES, RESENT, ResultEnvelope
 from dramatiq_encore.broker_config.embedded import EmbeddedWorker
 from dramatiq_encore.state import MemoryState
 from tests.conftest import Harness
@@ -196,3 +196,49 @@ def _until(condition: Any, timeout: float = WAIT) -> bool:
             pass
         time.sleep(0.01)
     return False
+
+
+class _KeepStart(Middleware):
+    """Keeps the first start message of ``actor`` as it was delivered."""
+
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+        self.message: dramatiq.Message[Any] | None = None
+        self.seen = threading.Event()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        if message.actor_name == self.actor and self.message is None:
+            self.message = message.copy()
+            self.seen.set()
+
+
+def test_a_child_longer_than_its_lease_shows_running_and_a_resent_start_does_not_run_it_again() -> None:
+    # Given a lease of 300 ms and a child whose body takes 1.2 s (its first pass runs before
+    # its delivery is made: the delivery comes from the window, which must keep the lease)
+    counter = Counter()
+    keep = _KeepStart("slow_child")
+    with _embedded(MemoryState(lease_ms=300), keep) as (app, worker):
+
+        @app.task
+        def slow_child(i: int) -> int:
+            counter.hit(f"child:{i}")
+            time.sleep(1.2)
+            return i + 1
+
+        @app.task
+        def parent() -> int:
+            return int(parent.wf.execute_task(slow_child, 41).result)
+
+        worker.start()
+        inv = parent.send()
+        assert keep.seen.wait(WAIT)
+        child = app.get_invocation(f"{inv.invocation_id}/1")
+        # Then while it runs its record reads running
+        assert _until(lambda: child.status == "running", timeout=1.0)
+        # When a repair re-sends its start (a marked copy) while it still runs
+        assert keep.message is not None
+        app.broker.enqueue(keep.message.copy(options={**keep.message.options, RESENT: True}))
+        # Then the copy finds the lease held (renewed past 300 ms) and the body runs once
+        assert inv.wait(timeout=WAIT) == 42
+        time.sleep(0.5)
+        assert counter.counts == {"child:41": 1}

@@ -259,6 +259,73 @@ def test_large_commit_is_applied_whole(state: StateBackend) -> None:
 
 
 # -- leases ---------------------------------------------------------------------------------
+def test_commit_reports_where_the_passs_entries_landed(state: StateBackend) -> None:
+    # Given a pass that saw an empty journal
+    token = start(state, "wf-1")
+    committed = state.commit("wf-1", token, Commit(entries=[entry(1), entry(2)], status="suspended", waiting=[0]))
+    # Then its entries start at 0: a cached snapshot of length 0 may fold them itself
+    assert committed.ok and committed.appended_at == 0
+    # And when a result arrived before the next pass's commit, its entries land after it
+    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=1))
+    token = state.deliver("wf-1", Trigger.result(0, child_id), None).token
+    assert token is not None
+    committed = state.commit("wf-1", token, Commit(entries=[entry(3)], status="suspended", waiting=[1], seen=2))
+    assert committed.ok and committed.appended_at == 3
+
+
+def test_deliver_soon_is_deliver_read_later(state: StateBackend) -> None:
+    suspend_on(state, "wf-1", 0)
+    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=7))
+    read = state.deliver_soon("wf-1", Trigger.result(0, child_id, Outcome(ok=True, value=7)), None, load_from=1)
+    delivery = read()
+    assert delivery.token and not delivery.duplicate and delivery.loaded_from == 1
+    assert delivery.entries == (ResolvedEntry(n=0, o=Outcome(ok=True, value=7)).model_dump_json(),)
+    again = state.deliver_soon("wf-1", Trigger.result(0, child_id), None)()
+    assert again.duplicate and again.locked and again.token is None
+
+
+def test_finish_first_pass_creates_and_finishes_in_one_step(state: StateBackend) -> None:
+    # Given a child's first pass that ran before its delivery and succeeded
+    rec = child_record("wf-1", 1)
+    outcome = Outcome(ok=True, value={"n": 2**70}, invocation_id=rec.invocation_id)
+    commit = Commit(entries=[], status="succeeded", outcome=outcome)
+    # When it is delivered and committed at once
+    delivery, committed = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit)
+    # Then the invocation exists, finished with that outcome, and its lease is free
+    assert delivery.token and committed is not None and committed.ok
+    meta = state.get_meta(rec.invocation_id)
+    assert meta is not None and meta.status == "succeeded" and meta.outcome == outcome and meta.record == rec
+    assert state.acquire(rec.invocation_id) is None
+    # And a second copy of the start finds it finished and commits nothing
+    again, committed = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit)
+    assert again.duplicate and again.token is None and committed is None
+
+
+def test_finish_first_pass_commits_nothing_over_a_journal(state: StateBackend) -> None:
+    # Given a child whose earlier attempt recorded a value, then lost its lease
+    rec = child_record("wf-1", 1)
+    token = start(state, rec.invocation_id, rec)
+    assert state.commit(rec.invocation_id, token, Commit(entries=[entry(1)], status="running", waiting=[5])).ok
+    assert state.acquire(rec.invocation_id) is None  # it waits on step 5
+    # When a copy of its start runs a first pass on the empty state it assumed
+    commit = Commit(entries=[], status="succeeded", outcome=Outcome(ok=True, value=1))
+    delivery, committed = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit)
+    # Then nothing is committed: the journal is not the empty one
+    assert committed is None and delivery.duplicate
+    meta, journal = state.load(rec.invocation_id, 0)
+    assert meta is not None and meta.status == "suspended" and journal == [entry(1)]
+
+
+def test_empty_only_commit_is_stale_over_a_journal(state: StateBackend) -> None:
+    token = start(state, "wf-1")
+    assert state.commit("wf-1", token, Commit(entries=[entry(1)], status="running", waiting=[])).rerun
+    first_pass = Commit(entries=[], status="succeeded", outcome=Outcome(ok=True), empty_only=True)
+    stale = state.commit("wf-1", token, first_pass)
+    assert (stale.ok, stale.rerun) == (False, True)
+    meta = state.get_meta("wf-1")
+    assert meta is not None and meta.status == "running"
+
+
 def test_lease_expires_unless_renewed(make_state: MakeState) -> None:
     state = make_state(lease_ms=150)
     token = start(state, "wf-1")

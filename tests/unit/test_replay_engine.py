@@ -828,3 +828,112 @@ def test_a_result_journaled_before_its_step_counts_once_the_step_is_recorded() -
     snapshot.apply([step.model_dump_json()])
     # Then the result counts, with the position it had in the journal
     assert snapshot.results[1].value == 7 and snapshot.order[1] == 0
+
+
+# -- a pass that runs before its delivery returned: the gate at the frontier ----------------
+
+
+class Gate:
+    """Stands for the runtime's gate: records when it was asked, then confirms (extending the
+    snapshot with what 'arrived') or refuses."""
+
+    def __init__(self, snap: Snapshot, arrived: Sequence[str] = (), confirm: bool = True) -> None:
+        self.snap, self.arrived, self.confirm = snap, list(arrived), confirm
+        self.calls = 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.confirm and self.snap.extend(self.arrived)
+
+
+def gated_run(fn: Callable[..., Any], journal: Sequence[str], gate_of: Callable[[Snapshot], Gate]) -> tuple[
+    PassOutcome, Gate, Clock
+]:
+    snap = snapshot(journal=journal)
+    gate = gate_of(snap)
+    clock = Clock()
+    ctx = WorkflowContext(snap, read_data=forbidden_read, clock=clock, origin="res:2")
+    ctx.gate = gate
+    return run_pass(ctx, fn, [], {}), gate, clock
+
+
+def _three_steps(seen: list[Any]) -> Callable[[], Any]:
+    def fn() -> Any:
+        wf = current_context()
+        seen.append(("random", wf.random()))
+        first = wf.execute_task(CHARGE, "A-1", 10.0)
+        second = wf.execute_task(NOTIFY, "A-1")
+        seen.append(("now", wf.utc_now().isoformat()))
+        third = wf.execute_task(NOTIFY, "A-2")
+        return [first.result, second.result, third.result]
+
+    return fn
+
+
+def _two_steps_recorded() -> tuple[list[str], StepEntry, StepEntry]:
+    first = run(_three_steps([]))
+    journal = dumped(first)
+    step1 = first.context.new_steps[0]
+    journal.append(ok(step1, "paid"))
+    second = run(_three_steps([]), journal=journal)
+    journal += dumped(second)
+    return journal, step1, second.context.new_steps[0]
+
+
+def test_a_gated_pass_replays_what_it_holds_and_asks_the_gate_at_the_first_unresolved_step() -> None:
+    # Given a snapshot holding steps 1 and 2, step 2's result still on its way
+    journal, _, step2 = _two_steps_recorded()
+    seen: list[Any] = []
+    # When a pass runs with a gate that confirms and brings step 2's result
+    outcome, gate, clock = gated_run(_three_steps(seen), journal, lambda snap: Gate(snap, [ok(step2, "sent")]))
+    # Then the gate was asked once, after the replayed random and step 1, and the pass went on
+    assert gate.calls == 1
+    assert outcome.status == "suspended" and [s.task for s in outcome.context.new_steps] == ["notify"]
+    assert [kind for kind, _ in seen] == ["random", "now"] and clock.calls == 1
+
+
+def test_a_refused_gate_abandons_the_pass_before_any_new_value_is_drawn() -> None:
+    journal, _, _ = _two_steps_recorded()
+    seen: list[Any] = []
+    outcome, gate, clock = gated_run(_three_steps(seen), journal, lambda snap: Gate(snap, confirm=False))
+    assert outcome.status == "abandoned" and not outcome.finished
+    assert gate.calls == 1 and clock.calls == 0 and outcome.context.entries == []
+    assert [kind for kind, _ in seen] == ["random"]  # the recorded one only
+
+
+def test_a_gate_that_finds_another_pass_entries_abandons_the_pass() -> None:
+    # What arrived holds a value entry: another pass committed meanwhile, the snapshot is stale
+    journal, _, step2 = _two_steps_recorded()
+    arrived = [ok(step2, "sent"), ValueEntry(k="uuid", v="x").model_dump_json()]
+    outcome, gate, _ = gated_run(_three_steps([]), journal, lambda snap: Gate(snap, arrived))
+    assert outcome.status == "abandoned" and gate.calls == 1
+
+
+def test_a_gated_pass_over_a_resolved_history_never_asks_the_gate() -> None:
+    run_ = drive(_three_steps([]))
+    outcome, gate, clock = gated_run(_three_steps([]), run_.journal, lambda snap: Gate(snap))
+    assert outcome.status == "succeeded" and gate.calls == 0 and clock.calls == 0
+
+
+def test_a_swallowed_abandon_still_abandons() -> None:
+    journal, _, _ = _two_steps_recorded()
+
+    def stubborn() -> str:
+        wf = current_context()
+        wf.random()
+        with contextlib.suppress(BaseException):
+            wf.execute_task(CHARGE, "A-1", 10.0)
+            wf.execute_task(NOTIFY, "A-1")
+        return "kept going"
+
+    outcome, _, clock = gated_run(stubborn, journal, lambda snap: Gate(snap, confirm=False))
+    assert outcome.status == "abandoned" and clock.calls == 0
+
+
+def test_snapshot_extend_folds_results_signals_and_cancels_only() -> None:
+    journal, _, step2 = _two_steps_recorded()
+    snap = snapshot(journal=journal)
+    assert snap.extend([ok(step2, "sent")]) and snap.results[step2.n].value == "sent"
+    assert snap.length == len(journal) + 1
+    assert not snap.extend([ValueEntry(k="random", v=0.1).model_dump_json()])
+    assert snap.length == len(journal) + 1
