@@ -84,9 +84,24 @@ class TaskCodec:
         except TypeError as exc:
             raise ArgumentError(f"arguments do not fit task {self.task_name!r}{self.signature}: {exc}") from None
 
+    @functools.cached_property
+    def _positional(self) -> list[tuple[str, TypeAdapter[Any]]] | None:
+        """The parameters and their adapters when every one is a plain positional-or-keyword
+        parameter (the common case, replayed at every step): then a call with exactly that
+        many positional arguments needs no ``Signature.bind``."""
+        params = list(self.signature.parameters.values())
+        if any(param.kind is not param.POSITIONAL_OR_KEYWORD for param in params):
+            return None
+        return [(param.name, self._param_adapter(param.name)) for param in params]
+
     def _convert(
         self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], load: bool
     ) -> tuple[list[Any], dict[str, Any]]:
+        positional = self._positional
+        if positional is not None and not kwargs and len(args) == len(positional):
+            return [
+                self._one(adapter, name, value, load) for (name, adapter), value in zip(positional, args, strict=True)
+            ], {}
         bound = self._bind(args, kwargs)
         out_args: list[Any] = []
         out_kwargs: dict[str, Any] = {}

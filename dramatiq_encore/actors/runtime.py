@@ -224,10 +224,15 @@ class Runtime:
             published = False
             retries = outcome.retryable and self._will_retry(task, message, outcome.exception)
             if not gate.made and outcome.finished and not retries:
-                # A leaf: its result goes to its parent first, then one round trip records it.
-                self._publish_ahead(snapshot, outcome)
-                published = True
-                if gate.finish(self._commit(snapshot, outcome)) is not None:
+                # A leaf: one round trip records it, sent beside the publish of its result to
+                # its parent (which waits for its confirm), so the parent does not meet it.
+                pending = self._beside.submit(self._finish_first_pass, gate, snapshot, outcome)
+                try:
+                    self._publish_ahead(snapshot, outcome)
+                    published = True
+                finally:
+                    finished = pending.result()
+                if finished:
                     self._publish(snapshot, outcome)
                     return
             delivery = gate.deliver()  # raises a store error met at the frontier: see handle()
@@ -239,6 +244,9 @@ class Runtime:
         finally:
             gate.close()
             self.leases.drop(invocation_id)
+
+    def _finish_first_pass(self, gate: Gate, snapshot: Snapshot, outcome: PassOutcome) -> bool:
+        return gate.finish(self._commit(snapshot, outcome)) is not None
 
     def _not_here(self, task: Task[Any, Any], envelope: AnyEnvelope, message: MessageProxy) -> bool:
         """True when the message is not delivered here: a timer wake-up that is early (sent on
