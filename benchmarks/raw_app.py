@@ -28,7 +28,7 @@ def _pair(queue: str) -> tuple[dramatiq.Actor[..., None], dramatiq.Actor[..., No
         if step + 1 < steps:
             first.send(run_id, step + 1, steps)
         else:
-            _redis.set(f"bench:raw:{run_id}", "done", ex=600)
+            _redis.rpush(f"bench:raw:{run_id}", "done")  # the driver waits on it with BLPOP
 
     first = dramatiq.actor(step, actor_name=f"{queue}_step", queue_name=queue, max_retries=0)
     reply = dramatiq.actor(reply_fn, actor_name=f"{queue}_reply", queue_name=queue, max_retries=0)

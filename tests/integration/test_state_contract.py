@@ -326,6 +326,35 @@ def test_empty_only_commit_is_stale_over_a_journal(state: StateBackend) -> None:
     assert meta is not None and meta.status == "running"
 
 
+def test_a_finished_root_is_announced_to_its_waiters(make_redis: MakeState) -> None:
+    # Given a subscriber to the root's meta key (what Invocation.wait subscribes to)
+    state = make_redis()
+    assert isinstance(state, RedisState)
+    pubsub = state.client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(state.keys.meta("wf-1"))
+    try:
+        # When the root finishes
+        token = start(state, "wf-1")
+        assert state.commit("wf-1", token, Commit(entries=[], status="succeeded", outcome=Outcome(ok=True))).ok
+        # Then its end is published there (no waiter has to poll)
+        message = None
+        deadline = time.monotonic() + 5
+        while message is None and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+        assert message is not None and message["data"] == "succeeded"
+        meta = state.wait_finished("wf-1", timeout=1)
+        assert meta is not None and meta.status == "succeeded"
+    finally:
+        pubsub.close()
+
+
+def test_waiting_for_an_unfinished_root_times_out_with_its_status(state: StateBackend) -> None:
+    start(state, "wf-1")
+    meta = state.wait_finished("wf-1", timeout=0.3)
+    assert meta is not None and meta.status == "running"
+    assert state.wait_finished("never-started", timeout=0.1) is None
+
+
 def test_lease_expires_unless_renewed(make_state: MakeState) -> None:
     state = make_state(lease_ms=150)
     token = start(state, "wf-1")

@@ -50,6 +50,7 @@ class RedisClient(Protocol):
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisClusterException)
 _POLL_FIRST_S = 0.002
 _POLL_MAX_S = 0.05
+_SUBSCRIBED_RECHECK_S = 1.0
 
 
 @functools.cache
@@ -426,6 +427,37 @@ class RedisState(StateBackend):
         return [bool(found) for found in self._do(pipe.execute)]
 
     def wait_finished(self, invocation_id: str, timeout: float | None) -> InvocationMeta | None:
+        """Wait for a root workflow by subscribing to its meta key's name, on which commit.lua
+        publishes its end; wait for anything else (or on Redis Cluster) by polling its status.
+
+        The subscription exists before the status is read, so an end cannot slip between
+        them; the status is read again at least every second all the same.
+        """
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is None or "/" in invocation_id:  # Cluster, or a child: poll
+            return self._poll_finished(invocation_id, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        meta_key = self.keys.meta(invocation_id)
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(meta_key)
+            while True:
+                status = _text(self._do(self.client.hget, meta_key, META_STATUS))
+                if status in FINISHED:
+                    return self.get_meta(invocation_id)
+                pause = _SUBSCRIBED_RECHECK_S
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None if status is None else self.get_meta(invocation_id)
+                    pause = min(pause, remaining)
+                pubsub.get_message(timeout=pause)
+        except self.transient_errors:  # the subscription's connection went away: poll instead
+            return self._poll_finished(invocation_id, None if deadline is None else deadline - time.monotonic())
+        finally:
+            pubsub.close()
+
+    def _poll_finished(self, invocation_id: str, timeout: float | None) -> InvocationMeta | None:
         # Polls the status only (the record may be large); backs off from 2 ms to 50 ms.
         deadline = None if timeout is None else time.monotonic() + timeout
         meta_key = self.keys.meta(invocation_id)

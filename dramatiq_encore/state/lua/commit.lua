@@ -91,6 +91,8 @@ if finished == '1' then
       redis.call('EXPIRE', key, retention_s)
     end
     redis.call('EXPIRE', registry, retention_s)
+    -- Whoever waits for this workflow (Invocation.wait) is subscribed to its meta key's name.
+    redis.call('PUBLISH', meta, status)
   else
     retain(registry, written)
   end
