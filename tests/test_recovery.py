@@ -242,3 +242,35 @@ def test_a_child_longer_than_its_lease_shows_running_and_a_resent_start_does_not
         assert inv.wait(timeout=WAIT) == 42
         time.sleep(0.5)
         assert counter.counts == {"child:41": 1}
+
+
+class _Crash(BaseException):
+    """Ends a pass like a killed worker: nothing after it is written, the message is not acked."""
+
+
+def test_a_parent_resumed_in_place_that_dies_is_resumed_again() -> None:
+    # Given parent and child on the same queue (the child's worker resumes the parent in
+    # place, without a result message) and a parent pass that dies once after step 1
+    counter = Counter()
+    died = threading.Event()
+    with _embedded(MemoryState(lease_ms=300)) as (app, worker):
+
+        @app.task(min_backoff=10, max_backoff=20)
+        def child(i: int) -> int:
+            counter.hit(f"child:{i}")
+            return i * 10
+
+        @app.task
+        def parent() -> int:
+            first = parent.wf.execute_task(child, 1).result
+            if not died.is_set():
+                died.set()
+                raise _Crash("the worker died while resuming the parent in place")
+            return int(first + parent.wf.execute_task(child, 2).result)
+
+        worker.start()
+        inv = parent.send()
+        # Then the child's start, retried, finds the parent stalled and sends its result again
+        assert inv.wait(timeout=WAIT) == 30
+        assert died.is_set()
+        assert counter.counts == {"child:1": 1, "child:2": 1}

@@ -67,12 +67,23 @@ class Outbox:
             self.send(step.queue, step.task, step.args, step.kwargs, payload, delay=delay, **extra)
 
     def send_result(self, record: InvocationRecord, outcome: Outcome | None = None) -> None:
+        self.app.broker.enqueue(self.result_message(record, outcome))
+
+    @staticmethod
+    def result_message(record: InvocationRecord, outcome: Outcome | None = None) -> dramatiq.Message[Any]:
+        """The message that tells ``record``'s parent its step finished (with the outcome)."""
         parent = record.parent
         assert parent is not None
         envelope = ResultEnvelope(
             invocation_id=parent.invocation_id, step=parent.step, child=record.invocation_id, outcome=outcome
         )
-        self.send(parent.queue, parent.task, [], {}, envelope.model_dump(mode="json"))
+        return dramatiq.Message(
+            queue_name=parent.queue,
+            actor_name=parent.task,
+            args=(),
+            kwargs={},
+            options={ENVELOPE: envelope.model_dump(mode="json")},
+        )
 
     def start_timers(self, record: InvocationRecord, timers: list[TimerEntry | WaitEntry]) -> None:
         for timer in timers:

@@ -223,7 +223,14 @@ class Runtime:
             outcome = self._pass(task, snapshot, trigger.key, gate=gate)
             published = False
             retries = outcome.retryable and self._will_retry(task, message, outcome.exception)
-            if not gate.made and outcome.finished and not retries:
+            parent_task = self._local_parent(task, record)
+            if not gate.made and outcome.finished and not retries and parent_task is not None:
+                # A leaf whose parent runs on this queue: record it, then resume the parent here.
+                if self._finish_first_pass(gate, snapshot, outcome):
+                    self._publish(snapshot, outcome)
+                    self._resume_here(parent_task, record, self._outcome(snapshot, outcome))
+                    return
+            elif not gate.made and outcome.finished and not retries:
                 # A leaf: one round trip records it, sent beside the publish of its result to
                 # its parent (which waits for its confirm), so the parent does not meet it.
                 pending = self._beside.submit(self._finish_first_pass, gate, snapshot, outcome)
@@ -244,6 +251,31 @@ class Runtime:
         finally:
             gate.close()
             self.leases.drop(invocation_id)
+
+    def _local_parent(self, task: Task[Any, Any], record: InvocationRecord) -> Task[Any, Any] | None:
+        """The parent's task when a worker of this queue runs it too (same queue, same app)."""
+        parent = record.parent
+        if parent is None or parent.queue != task.queue_name:
+            return None
+        return self.app.tasks.get(parent.task)
+
+    def _resume_here(self, parent_task: Task[Any, Any], record: InvocationRecord, outcome: Outcome) -> None:
+        """Deliver a child's result to its parent in this thread: the message it would have
+        sent is handled here instead, which saves a hop per step.
+
+        Safe because the parent runs on the child's own queue, and nothing is lost: until
+        the child's start message is acked, a crash redelivers it, and the finished child's
+        repair sends its result again while the parent waits for it or is stalled (see
+        ``needs_result``). When the parent's pass asks for a retry, or anything else stops
+        it here, the result goes as a message after all, and the parent's own worker runs it
+        under the parent's retry policy.
+        """
+        message = self.outbox.result_message(record, outcome)
+        try:
+            self._handle(parent_task, MessageProxy(message), (), {})
+        except Exception:
+            logger.debug("parent of %s not resumed in place; sending its result", record.invocation_id, exc_info=True)
+            self.app.broker.enqueue(message)
 
     def _finish_first_pass(self, gate: Gate, snapshot: Snapshot, outcome: PassOutcome) -> bool:
         return gate.finish(self._commit(snapshot, outcome)) is not None
@@ -536,7 +568,7 @@ class Runtime:
         record = meta.record
         if meta.status in FINISHED:
             parent = record.parent
-            if parent is not None and self.state.is_waiting_on(parent.invocation_id, parent.step):
+            if parent is not None and self.state.needs_result(parent.invocation_id, parent.step):
                 self.outbox.send_result(record)
             return
         snapshot = Snapshot(meta)

@@ -241,6 +241,13 @@ class StateBackend(abc.ABC):
         """True while the invocation is active and step ``step`` is unresolved."""
 
     @abc.abstractmethod
+    def needs_result(self, invocation_id: str, step: int) -> bool:
+        """Whether a finished child's result should be sent to this invocation again: it is
+        active and waits for step ``step``, or waits on nothing (a pass that took the lease
+        after the step resolved may have died before its commit, leaving no message to run
+        it again; a result for a live pass is a harmless duplicate)."""
+
+    @abc.abstractmethod
     def existing(self, invocation_ids: list[str]) -> list[bool]:
         """Which of these invocations have been created."""
 

@@ -226,6 +226,13 @@ class MemoryState(StateBackend):
             inv = self._invocations.get(invocation_id)
             return inv is not None and inv.status in ACTIVE and step not in inv.resolved
 
+    def needs_result(self, invocation_id: str, step: int) -> bool:
+        with self._cond:
+            inv = self._invocations.get(invocation_id)
+            if inv is None or inv.status not in ACTIVE:
+                return False
+            return step not in inv.resolved or self._runnable(inv)
+
     def existing(self, invocation_ids: list[str]) -> list[bool]:
         with self._cond:
             return [i in self._invocations for i in invocation_ids]

@@ -157,6 +157,7 @@ class RedisState(StateBackend):
         self._release = self._register("release")
         self._renew = self._register("renew")
         self._is_waiting_on = self._register("is_waiting_on")
+        self._needs_result = self._register("needs_result")
 
     @classmethod
     def from_url(
@@ -416,6 +417,10 @@ class RedisState(StateBackend):
     def is_waiting_on(self, invocation_id: str, step: int) -> bool:
         k = self.keys.invocation(invocation_id)
         return bool(self._do(self._is_waiting_on, [k.meta, k.resolved], [step]))
+
+    def needs_result(self, invocation_id: str, step: int) -> bool:
+        k = self.keys.invocation(invocation_id)
+        return bool(self._do(self._needs_result, [k.meta, k.resolved, k.waiting], [step]))
 
     def existing(self, invocation_ids: list[str]) -> list[bool]:
         if not invocation_ids:
