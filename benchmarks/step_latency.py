@@ -1,6 +1,6 @@
 """Per-step latency of a sequential workflow against the raw-dramatiq floor, in one run.
 
-    python benchmarks/step_latency.py [--steps 20] [--runs 30] [--processes 2] [--threads 8]
+    python benchmarks/step_latency.py [--steps 20] [--runs 30] [--processes 2] [--threads 8] [--split-queues]
 
 Neither side polls for the end of a run (a polling driver would take CPU from what it
 measures): the floor's last actor pushes to a Redis list the driver waits on with BLPOP,
@@ -100,7 +100,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="workflows of each kind")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--split-queues", action="store_true", help="children on their own queue: every result is a message"
+    )
     args = parser.parse_args()
+    if args.split_queues:
+        os.environ["BENCH_SPLIT_QUEUES"] = "1"
     env = service_env()
     redis.Redis.from_url(env["ENCORE_STATE_URL"]).ping()
     from benchmarks.raw_app import confirmed_step, raw_step
@@ -127,8 +132,9 @@ def main() -> None:
                     time.sleep(PAUSE_S)  # what the previous run left (acks, its last commit) is done
                     times[kind].append(kinds[kind]())
     f, c, e = (statistics.median(times[kind]) for kind in kinds)
+    queues = "children on their own queue" if args.split_queues else "parent and children on one queue"
     print(f"steps per workflow {args.steps} | runs {args.runs} of each, in turns | "
-          f"workers {args.processes}x{args.threads} per kind")
+          f"workers {args.processes}x{args.threads} per kind | encore: {queues}")
     print(f"floor (raw dramatiq, 2 hops per step, default broker settings): {f * 1000:.3f} ms/step")
     print(f"raw dramatiq with publisher confirms (reference only): {c * 1000:.3f} ms/step ({c / f:.2f} x floor)")
     print(f"encore (RabbitMQ confirms + Redis, every durability default on): {e * 1000:.3f} ms/step")

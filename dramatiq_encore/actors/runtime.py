@@ -1,11 +1,17 @@
 """The I/O around the pure engine: one message in, state committed, messages out.
 
-Order matters (DESIGN section 6): record the trigger, take the lease, run the pass,
-commit the pass and release the lease in one atomic step, and only then publish the
-children's start messages, timer wake-ups and cancels, or the result to the parent. A
-crash between commit and publish is repaired when the unacked message is redelivered: its
-trigger is then a duplicate, and :meth:`Runtime._repair` re-sends what that trigger's pass
-should have sent (children not created yet, its pending timers, a cancel's cascade).
+Per message: record the trigger and take the lease (one ``deliver``), run the pass, then
+commit it and release the lease in one atomic step, and publish what it decided: the
+children's starts and the result to the parent go out while the commit is on its way (see
+:meth:`Runtime._publish_ahead`), timer wake-ups, cancels and callbacks after it. Every
+message stays unacked until then: a crash anywhere redelivers it, its trigger is then a
+duplicate, and :meth:`Runtime._repair` re-sends what that trigger's pass should have sent
+(children not created yet, its pending timers, a cancel's cascade, a finished child's result).
+
+The round trips are kept off the path from one step to the next where that is safe (see
+:mod:`.speculation`): a child's first pass runs before its delivery, a parent replays its
+cached snapshot while the result's delivery is on its way, and a leaf child whose parent
+runs on its own queue resumes the parent in place instead of sending it a message.
 """
 
 from __future__ import annotations
@@ -503,10 +509,10 @@ class Runtime:
 
     # -- messages out -----------------------------------------------------------------------
     def _publish_ahead(self, snapshot: Snapshot, outcome: PassOutcome) -> None:
-        """Before the commit: the messages on the workflow's critical path.
+        """With the commit (sent beside it): the messages on the workflow's critical path.
 
-        Sending the children's starts and the result to the parent first takes the commit's
-        round trip off the path from one step to the next. It is safe because a receiver
+        Sending the children's starts and the result to the parent without waiting for the
+        commit takes its round trip off the path from one step to the next. It is safe because a receiver
         never depends on this commit: a child's start carries everything the child needs, a
         result carries its outcome, a result that reaches a parent whose lease is still held
         is recorded at once (the holder's commit then reruns the pass), and ids are
