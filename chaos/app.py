@@ -81,6 +81,15 @@ def leaf(tag: str, delay_ms: int) -> dict[str, Any]:
     return {"tag": tag, "r": leaf.wf.random(), "u": leaf.wf.uuid()}
 
 
+@app.task(queue_name=QUEUE, min_backoff=100, max_backoff=1_000)
+def plain(tag: str, delay_ms: int) -> dict[str, Any]:
+    """A unit of work that uses no ``wf`` value: its worker records it and resumes its parent
+    (same queue) in place, without a result message."""
+    _count(tag)
+    _work(delay_ms)
+    return {"tag": tag, "plain": True}
+
+
 @app.task(queue_name=QUEUE, **FAST_RETRY)
 def reject(tag: str) -> dict[str, Any]:
     """A leaf that always fails, after its retries."""
@@ -91,7 +100,8 @@ def reject(tag: str) -> dict[str, Any]:
 # -- sequential chain -----------------------------------------------------------------------
 @app.task(queue_name=QUEUE)
 def chain(key: str, steps: int, delay_ms: int) -> dict[str, Any]:
-    """``steps`` sequential leaves; records random, uuid and utc_now around each one."""
+    """``steps`` sequential leaves (every other one plain); records random, uuid and utc_now
+    around each one."""
     wf = chain.wf
     out: dict[str, Any] = {"random": [], "uuid": [], "steps": [], "clock_reads": 0}
     for i in range(steps):
@@ -99,7 +109,8 @@ def chain(key: str, steps: int, delay_ms: int) -> dict[str, Any]:
         out["uuid"].append(wf.uuid())
         wf.utc_now()
         out["clock_reads"] += 1
-        out["steps"].append(wf.execute_task(leaf, f"{key}:{i}", delay_ms).result)
+        step = leaf if i % 2 == 0 else plain  # plain steps resume the chain in place
+        out["steps"].append(wf.execute_task(step, f"{key}:{i}", delay_ms).result)
         wf.set_data(f"s{i}", out["uuid"][-1])
     out["first"] = wf.get_data("s0")
     wf.set_data("done", steps)

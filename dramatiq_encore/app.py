@@ -38,7 +38,9 @@ def _make_state(settings: EncoreSettings) -> StateBackend:
         return MemoryState()
     from .state.backends.redis import RedisState
 
-    return RedisState.from_url(settings.state_url, retention=settings.retention, prefix=settings.key_prefix)
+    return RedisState.from_url(
+        settings.state_url, retention=settings.retention, prefix=settings.key_prefix, wait=settings.state_wait
+    )
 
 
 class Encore:

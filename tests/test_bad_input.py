@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -237,3 +238,32 @@ def test_redis_unreachable_at_start_names_the_url_without_its_password() -> None
     with pytest.raises(ConfigurationError) as err:
         RedisState.from_url("redis://:n0t-logged@127.0.0.1:1/0")
     assert "redis://:***@127.0.0.1:1/0" in str(err.value) and "n0t-logged" not in str(err.value)
+
+
+def test_a_worker_starting_during_a_redis_restart_waits_for_it(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import threading
+
+    from dramatiq_encore.state import RedisState
+
+    # Given a Redis port where nothing answers yet, and a server that starts there 1 s later
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--dir", str(tmp_path)]
+    servers: list[subprocess.Popen[bytes]] = []
+    timer = threading.Timer(1.0, lambda: servers.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL)))
+    timer.start()
+    try:
+        # When a process connects with a wait of 15 s, Then it gets its state store
+        state = RedisState.from_url(f"redis://127.0.0.1:{port}/0", wait=15)
+        assert state.client.ping()
+        state.close()
+    finally:
+        timer.cancel()
+        timer.join()
+        for server in servers:
+            server.terminate()
+            server.wait(10)

@@ -47,6 +47,9 @@ class EncoreSettings(BaseSettings):
     retention: int = Field(default=DEFAULT_RETENTION_S, ge=1, description="seconds finished workflows are kept")
     key_prefix: str = Field(default="encore", pattern=r"^[A-Za-z0-9_.:-]+$", description="prefix of every Redis key")
     max_payload: int = Field(default=1024 * 1024, ge=1024, description="largest arguments or result, in bytes")
+    state_wait: float = Field(
+        default=10.0, ge=0, description="seconds a starting process waits for an unreachable Redis before failing"
+    )
 
     @field_validator("broker_url")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from ..keys import META_OUTCOME, META_RECORD, META_STATUS, Keys
 from ..models import ACTIVE, FINISHED, InvocationMeta, InvocationRecord, Outcome
 
 _T = TypeVar("_T")
+logger = logging.getLogger(__name__)
 
 
 class RedisClient(Protocol):
@@ -168,18 +170,29 @@ class RedisState(StateBackend):
         retention: int = DEFAULT_RETENTION_S,
         lease_ms: int | None = None,
         cluster: bool | None = None,
+        wait: float = 0.0,
     ) -> RedisState:
         """Connect to ``redis://`` or ``rediss://`` (password in the URL is fine).
 
         ``cluster=None`` asks the server (``INFO cluster``) whether it is a Redis Cluster
-        node; ``True`` or ``False`` skips the question.
+        node; ``True`` or ``False`` skips the question. ``wait`` is how long to keep trying
+        while nobody answers (a worker started during a Redis restart), logging each try;
+        ``Encore()`` waits ``ENCORE_STATE_WAIT`` seconds (10 by default).
         """
-        try:
-            client = _connect(url, cluster)
-        except _UNREACHABLE as exc:
-            raise _unreachable(redact(url), urlsplit(url).password, exc) from None
-        except ValueError as exc:  # redis-py's message on a bad URL never repeats the URL
-            raise ConfigurationError(f"invalid Redis URL {redact(url)}: {exc}. Check ENCORE_STATE_URL.") from None
+        deadline = time.monotonic() + wait
+        pause = 0.2
+        while True:
+            try:
+                client = _connect(url, cluster)
+                break
+            except _UNREACHABLE as exc:
+                if time.monotonic() + pause > deadline:
+                    raise _unreachable(redact(url), urlsplit(url).password, exc) from None
+                logger.warning("Redis at %s does not answer (%s); trying again", redact(url), type(exc).__name__)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+            except ValueError as exc:  # redis-py's message on a bad URL never repeats the URL
+                raise ConfigurationError(f"invalid Redis URL {redact(url)}: {exc}. Check ENCORE_STATE_URL.") from None
         state = cls(client, prefix=prefix, retention=retention, lease_ms=lease_ms, url_for_errors=url)
         # Probing (cluster=None) or discovering the cluster's nodes already reached Redis:
         # a later outage is transient, not a configuration error.
