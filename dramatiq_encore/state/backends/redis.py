@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
@@ -455,21 +456,15 @@ class RedisState(StateBackend):
         if pool is None or "/" in invocation_id:  # Cluster, or a child: poll
             return self._poll_finished(invocation_id, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        meta_key = self.keys.meta(invocation_id)
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.subscribe(meta_key)
-            while True:
-                status = _text(self._do(self.client.hget, meta_key, META_STATUS))
-                if status in FINISHED:
-                    return self.get_meta(invocation_id)
-                pause = _SUBSCRIBED_RECHECK_S
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return None if status is None else self.get_meta(invocation_id)
-                    pause = min(pause, remaining)
-                pubsub.get_message(timeout=pause)
+            pubsub.subscribe(self.keys.meta(invocation_id))
+            return self._await_finished(
+                invocation_id,
+                deadline,
+                itertools.repeat(_SUBSCRIBED_RECHECK_S),
+                lambda pause: pubsub.get_message(timeout=pause),
+            )
         except self.transient_errors:  # the subscription's connection went away: poll instead
             return self._poll_finished(invocation_id, None if deadline is None else deadline - time.monotonic())
         finally:
@@ -478,20 +473,25 @@ class RedisState(StateBackend):
     def _poll_finished(self, invocation_id: str, timeout: float | None) -> InvocationMeta | None:
         # Polls the status only (the record may be large); backs off from 2 ms to 50 ms.
         deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = itertools.chain((_POLL_FIRST_S * 2**n for n in range(5)), itertools.repeat(_POLL_MAX_S))
+        return self._await_finished(invocation_id, deadline, (min(p, _POLL_MAX_S) for p in backoff), time.sleep)
+
+    def _await_finished(
+        self, invocation_id: str, deadline: float | None, pauses: Iterator[float], pause_for: Callable[[float], Any]
+    ) -> InvocationMeta | None:
+        """Read the status until it is finished or the deadline passed, pausing in between."""
         meta_key = self.keys.meta(invocation_id)
-        delay = _POLL_FIRST_S
-        while True:
+        for pause in pauses:
             status = _text(self._do(self.client.hget, meta_key, META_STATUS))
             if status in FINISHED:
                 return self.get_meta(invocation_id)
-            pause = delay
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None if status is None else self.get_meta(invocation_id)
-                pause = min(delay, remaining)
-            time.sleep(pause)
-            delay = min(delay * 2, _POLL_MAX_S)
+                pause = min(pause, remaining)
+            pause_for(pause)
+        raise AssertionError("unreachable: the pauses never end")
 
     def close(self) -> None:
         self.client.close()
