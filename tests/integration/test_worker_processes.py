@@ -99,6 +99,36 @@ def test_sigkill_each_worker_during_a_ten_step_workflow(wf_app: ModuleType, work
     assert all(executions.get(f"{key}:{i}", 0) >= 1 for i in range(10))
 
 
+def test_sigkill_each_worker_while_plain_steps_resume_their_parent_in_place(
+    wf_app: ModuleType, workers: list[WorkerProcess]
+) -> None:
+    # Given a 10-step workflow of plain steps (no wf value: each one's worker resumes the
+    # parent in place, without a result message)
+    key = f"plain-{uuidlib.uuid4().hex[:6]}"
+    inv = wf_app.plain_steps.send(key, 10, 0.3)
+    state = wf_app.app.state
+
+    def steps_done() -> int:
+        _, raw = state.load(inv.invocation_id, 0)
+        return sum(1 for t in raw if '"e":"res"' in t)
+
+    # When each worker's process group is SIGKILLed mid-workflow and restarted
+    for worker, after in ((workers[0], 2), (workers[1], 5)):
+        assert wait_until(lambda n=after: steps_done() >= n, timeout=30)
+        worker.kill()
+        time.sleep(0.2)
+        worker.start()
+    result = inv.wait(timeout=60)
+
+    # Then the result and every recorded value equal the crash-free expectation
+    meta = state.get_meta(inv.invocation_id)
+    randoms, _ = _expected_values(meta.record.seed, 10)
+    assert result["random"] == randoms and _recorded(wf_app.app, inv.invocation_id)["random"] == randoms
+    assert result["steps"] == [{"i": i, "square": i * i} for i in range(10)]
+    executions = {str(k): int(v) for k, v in state.client.hgetall(f"{wf_app._prefix}:executions").items()}
+    assert all(executions.get(f"{key}:plain:{i}", 0) >= 1 for i in range(10))
+
+
 def test_failed_child_surfaces_as_task_error_across_processes(wf_app: ModuleType, workers: list[WorkerProcess]) -> None:
     inv = wf_app.reserve.send({"order_id": "X", "items": []})
     with pytest.raises(TaskError) as err:

@@ -46,6 +46,24 @@ def ten_steps(key: str, steps: int = 10, delay: float = 0.3) -> dict[str, Any]:
     return seen
 
 
+@app.task(queue_name=QUEUE, min_backoff=50, max_backoff=200)
+def plain_step(key: str, i: int, delay: float) -> dict[str, Any]:
+    """A step that uses no wf value: its worker resumes the parent (same queue) in place."""
+    count_execution(f"{key}:plain:{i}")
+    time.sleep(delay)
+    return {"i": i, "square": i * i}
+
+
+@app.task(queue_name=QUEUE)
+def plain_steps(key: str, steps: int = 10, delay: float = 0.3) -> dict[str, Any]:
+    """A sequential workflow of plain steps, recording a random value before each."""
+    seen: dict[str, list[Any]] = {"random": [], "steps": []}
+    for i in range(steps):
+        seen["random"].append(plain_steps.wf.random())
+        seen["steps"].append(plain_steps.wf.execute_task(plain_step, key, i, delay).result)
+    return seen
+
+
 # --- the reference scenarios, served across worker processes ---------------------------
 @app.task(queue_name=QUEUE)
 def charge(order_id: str) -> dict[str, Any]:
