@@ -271,10 +271,10 @@ class Runtime:
 
         Safe because the parent runs on the child's own queue, and nothing is lost: until
         the child's start message is acked, a crash redelivers it, and the finished child's
-        repair sends its result again while the parent waits for it or is stalled (see
-        ``needs_result``). When the parent's pass asks for a retry, or anything else stops
-        it here, the result goes as a message after all, and the parent's own worker runs it
-        under the parent's retry policy.
+        repair sends its result again while the parent is active (see ``needs_result``): that
+        duplicate runs the parent's stalled pass or repairs what the pass sent. When the
+        parent's pass asks for a retry, or anything else stops it here, the result goes as a
+        message after all, and the parent's own worker runs it under the parent's retry policy.
         """
         message = self.outbox.result_message(record, outcome)
         try:

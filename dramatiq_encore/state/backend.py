@@ -242,10 +242,11 @@ class StateBackend(abc.ABC):
 
     @abc.abstractmethod
     def needs_result(self, invocation_id: str, step: int) -> bool:
-        """Whether a finished child's result should be sent to this invocation again: it is
-        active and waits for step ``step``, or waits on nothing (a pass that took the lease
-        after the step resolved may have died before its commit, leaving no message to run
-        it again; a result for a live pass is a harmless duplicate)."""
+        """Whether a finished child's result (for step ``step``) should be sent to this parent
+        again: while the parent is active. A pass the result triggered may have died before its
+        commit, or after it and before sending what it decided (a child that resumed its parent
+        in place leaves no result message to redeliver); the re-sent result is a duplicate
+        trigger that runs the stalled pass, or repairs what that pass should have sent."""
 
     @abc.abstractmethod
     def existing(self, invocation_ids: list[str]) -> list[bool]:

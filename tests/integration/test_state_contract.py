@@ -355,23 +355,21 @@ def test_waiting_for_an_unfinished_root_times_out_with_its_status(state: StateBa
     assert state.wait_finished("never-started", timeout=0.1) is None
 
 
-def test_needs_result_while_waiting_or_when_a_pass_may_have_died(state: StateBackend) -> None:
-    # Waiting for step 0: a finished child's result is needed
+def test_a_parent_needs_a_childs_result_again_while_it_is_active(state: StateBackend) -> None:
+    # Waiting for step 0, after it resolved, and suspended on a later step: all active
     suspend_on(state, "wf-1", 0)
     assert state.needs_result("wf-1", 0)
-    # Resolved, and a pass took the lease: waiting on nothing, it may die before committing
     child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=1))
     token = state.deliver("wf-1", Trigger.result(0, child_id), None).token
     assert token is not None and state.needs_result("wf-1", 0)
-    # Committed waiting on step 1: step 0's result is not needed again
     assert state.commit("wf-1", token, Commit(entries=[entry(2)], status="suspended", waiting=[1], seen=2)).ok
-    assert not state.needs_result("wf-1", 0) and state.needs_result("wf-1", 1)
-    # Finished: nothing is needed
+    assert state.needs_result("wf-1", 0)
+    # Finished: never again
     child_id = finish_child(state, "wf-1", 1, Outcome(ok=True, value=2))
     token = state.deliver("wf-1", Trigger.result(1, child_id), None).token
     assert token is not None
     assert state.commit("wf-1", token, Commit(entries=[], status="succeeded", outcome=Outcome(ok=True))).ok
-    assert not state.needs_result("wf-1", 1) and not state.needs_result("ghost", 0)
+    assert not state.needs_result("wf-1", 0) and not state.needs_result("ghost", 0)
 
 
 def test_lease_expires_unless_renewed(make_state: MakeState) -> None:

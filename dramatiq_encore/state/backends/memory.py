@@ -229,9 +229,7 @@ class MemoryState(StateBackend):
     def needs_result(self, invocation_id: str, step: int) -> bool:
         with self._cond:
             inv = self._invocations.get(invocation_id)
-            if inv is None or inv.status not in ACTIVE:
-                return False
-            return step not in inv.resolved or self._runnable(inv)
+            return inv is not None and inv.status in ACTIVE
 
     def existing(self, invocation_ids: list[str]) -> list[bool]:
         with self._cond:

@@ -433,8 +433,7 @@ class RedisState(StateBackend):
         return bool(self._do(self._is_waiting_on, [k.meta, k.resolved], [step]))
 
     def needs_result(self, invocation_id: str, step: int) -> bool:
-        k = self.keys.invocation(invocation_id)
-        return bool(self._do(self._needs_result, [k.meta, k.resolved, k.waiting], [step]))
+        return bool(self._do(self._needs_result, [self.keys.meta(invocation_id)], []))
 
     def existing(self, invocation_ids: list[str]) -> list[bool]:
         if not invocation_ids:
