@@ -574,7 +574,7 @@ class Runtime:
         record = meta.record
         if meta.status in FINISHED:
             parent = record.parent
-            if parent is not None and self.state.needs_result(parent.invocation_id, parent.step):
+            if parent is not None and self.state.needs_result(parent.invocation_id):
                 self.outbox.send_result(record)
             return
         snapshot = Snapshot(meta)

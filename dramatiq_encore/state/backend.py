@@ -241,8 +241,8 @@ class StateBackend(abc.ABC):
         """True while the invocation is active and step ``step`` is unresolved."""
 
     @abc.abstractmethod
-    def needs_result(self, invocation_id: str, step: int) -> bool:
-        """Whether a finished child's result (for step ``step``) should be sent to this parent
+    def needs_result(self, invocation_id: str) -> bool:
+        """Whether a finished child's result should be sent to this parent
         again: while the parent is active. A pass the result triggered may have died before its
         commit, or after it and before sending what it decided (a child that resumed its parent
         in place leaves no result message to redeliver); the re-sent result is a duplicate

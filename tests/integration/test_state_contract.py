@@ -358,18 +358,18 @@ def test_waiting_for_an_unfinished_root_times_out_with_its_status(state: StateBa
 def test_a_parent_needs_a_childs_result_again_while_it_is_active(state: StateBackend) -> None:
     # Waiting for step 0, after it resolved, and suspended on a later step: all active
     suspend_on(state, "wf-1", 0)
-    assert state.needs_result("wf-1", 0)
+    assert state.needs_result("wf-1")
     child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=1))
     token = state.deliver("wf-1", Trigger.result(0, child_id), None).token
-    assert token is not None and state.needs_result("wf-1", 0)
+    assert token is not None and state.needs_result("wf-1")
     assert state.commit("wf-1", token, Commit(entries=[entry(2)], status="suspended", waiting=[1], seen=2)).ok
-    assert state.needs_result("wf-1", 0)
+    assert state.needs_result("wf-1")
     # Finished: never again
     child_id = finish_child(state, "wf-1", 1, Outcome(ok=True, value=2))
     token = state.deliver("wf-1", Trigger.result(1, child_id), None).token
     assert token is not None
     assert state.commit("wf-1", token, Commit(entries=[], status="succeeded", outcome=Outcome(ok=True))).ok
-    assert not state.needs_result("wf-1", 0) and not state.needs_result("ghost", 0)
+    assert not state.needs_result("wf-1") and not state.needs_result("ghost")
 
 
 def test_lease_expires_unless_renewed(make_state: MakeState) -> None:

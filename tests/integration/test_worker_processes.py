@@ -63,22 +63,27 @@ def _recorded(app: Any, invocation_id: str) -> dict[str, list[Any]]:
     return values
 
 
-def test_sigkill_each_worker_during_a_ten_step_workflow(wf_app: ModuleType, workers: list[WorkerProcess]) -> None:
-    # Given a 10-step workflow whose steps take 0.3 s each
-    key = f"kill-{uuidlib.uuid4().hex[:6]}"
-    inv = wf_app.ten_steps.send(key, 10, 0.3)
-    state = wf_app.app.state
+def _kill_each_worker_mid_workflow(state: Any, invocation_id: str, workers: list[WorkerProcess]) -> None:
+    """SIGKILL each worker's process group once the workflow resolved 2, then 5 steps; restart it."""
 
     def steps_done() -> int:
-        _, raw = state.load(inv.invocation_id, 0)
+        _, raw = state.load(invocation_id, 0)
         return sum(1 for t in raw if '"e":"res"' in t)
 
-    # When each worker's process group is SIGKILLed mid-workflow and restarted
     for worker, after in ((workers[0], 2), (workers[1], 5)):
         assert wait_until(lambda n=after: steps_done() >= n, timeout=30)
         worker.kill()
         time.sleep(0.2)
         worker.start()
+
+
+def test_sigkill_each_worker_during_a_ten_step_workflow(wf_app: ModuleType, workers: list[WorkerProcess]) -> None:
+    # Given a 10-step workflow whose steps take 0.3 s each
+    key = f"kill-{uuidlib.uuid4().hex[:6]}"
+    inv = wf_app.ten_steps.send(key, 10, 0.3)
+    state = wf_app.app.state
+    # When each worker's process group is SIGKILLed mid-workflow and restarted
+    _kill_each_worker_mid_workflow(state, inv.invocation_id, workers)
     started = time.monotonic()
     result = inv.wait(timeout=60)
     assert time.monotonic() - started < 40
@@ -107,17 +112,8 @@ def test_sigkill_each_worker_while_plain_steps_resume_their_parent_in_place(
     key = f"plain-{uuidlib.uuid4().hex[:6]}"
     inv = wf_app.plain_steps.send(key, 10, 0.3)
     state = wf_app.app.state
-
-    def steps_done() -> int:
-        _, raw = state.load(inv.invocation_id, 0)
-        return sum(1 for t in raw if '"e":"res"' in t)
-
     # When each worker's process group is SIGKILLed mid-workflow and restarted
-    for worker, after in ((workers[0], 2), (workers[1], 5)):
-        assert wait_until(lambda n=after: steps_done() >= n, timeout=30)
-        worker.kill()
-        time.sleep(0.2)
-        worker.start()
+    _kill_each_worker_mid_workflow(state, inv.invocation_id, workers)
     result = inv.wait(timeout=60)
 
     # Then the result and every recorded value equal the crash-free expectation

@@ -226,7 +226,7 @@ class MemoryState(StateBackend):
             inv = self._invocations.get(invocation_id)
             return inv is not None and inv.status in ACTIVE and step not in inv.resolved
 
-    def needs_result(self, invocation_id: str, step: int) -> bool:
+    def needs_result(self, invocation_id: str) -> bool:
         with self._cond:
             inv = self._invocations.get(invocation_id)
             return inv is not None and inv.status in ACTIVE

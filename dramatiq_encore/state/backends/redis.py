@@ -432,7 +432,7 @@ class RedisState(StateBackend):
         k = self.keys.invocation(invocation_id)
         return bool(self._do(self._is_waiting_on, [k.meta, k.resolved], [step]))
 
-    def needs_result(self, invocation_id: str, step: int) -> bool:
+    def needs_result(self, invocation_id: str) -> bool:
         return bool(self._do(self._needs_result, [self.keys.meta(invocation_id)], []))
 
     def existing(self, invocation_ids: list[str]) -> list[bool]:
