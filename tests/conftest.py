@@ -45,6 +45,11 @@ class Harness:
             self._worker.start()
         return self.app
 
+    @property
+    def worker(self) -> dramatiq.Worker:
+        assert self._worker is not None, "start() the harness first"
+        return self._worker
+
     def stop(self) -> None:
         if self._worker is not None:
             self._worker.stop(timeout=10_000)

@@ -9,6 +9,8 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
+from .encoder import install_encoder
+
 _message: ContextVar[MessageProxy | None] = ContextVar("encore_current_message", default=None)
 
 
@@ -41,6 +43,8 @@ def current_message() -> MessageProxy | None:
 
 
 def install(broker: dramatiq.Broker) -> None:
-    """Add the encore middleware to ``broker`` once (a user's broker keeps its own middleware)."""
+    """Add the encore middleware to ``broker`` once (a user's broker keeps its own middleware),
+    and check every message body the process decodes (see :mod:`.encoder`)."""
+    install_encoder()
     if not any(isinstance(m, EncoreMiddleware) for m in broker.middleware):
         broker.add_middleware(EncoreMiddleware())

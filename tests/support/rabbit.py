@@ -32,6 +32,17 @@ def dead_letters(url: str, queue: str) -> int:
         return int(ch.queue_declare(f"{queue}.XQ", passive=True).method.message_count)
 
 
+def dead_letter_bodies(url: str, queue: str) -> list[bytes]:
+    """The bodies in ``queue``'s dead-letter queue, left there (read without acking)."""
+    bodies: list[bytes] = []
+    with channel(url) as ch:
+        while True:
+            method, _, body = ch.basic_get(f"{queue}.XQ", auto_ack=False)
+            if method is None:
+                return bodies  # closing the channel puts every message back
+            bodies.append(body)
+
+
 def consumer_count(url: str, queue: str) -> int:
     """Consumers on ``queue`` (0 while RabbitMQ or the queue is not there yet)."""
     try:
