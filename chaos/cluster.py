@@ -1,5 +1,8 @@
 """The processes of a chaos run: a Redis with append-only persistence and `dramatiq` workers.
 
+The Redis is optional: a run given an existing Redis (``--redis-url``) starts none, and
+then cannot restart one either (:meth:`Cluster.restart_redis` refuses).
+
 Everything started here is stopped by :meth:`Cluster.close`, which is idempotent and makes
 any fault still in flight a no-op (a worker killed by a fault is not restarted after close).
 """
@@ -20,11 +23,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pika
+import redis
 
 logger = logging.getLogger("chaos.cluster")
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_MODULE = "chaos.app"
+
+
+class QueueInUse(RuntimeError):
+    """Another run's workers consume the run's queue: the run stops and leaves that queue alone."""
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
@@ -149,18 +157,26 @@ class Worker:
 
 
 class Cluster:
-    """Chaos Redis and workers, plus the fault primitives the injector calls."""
+    """Chaos Redis (unless ``redis_port`` is None) and workers, plus the fault primitives the injector calls.
 
-    def __init__(self, workdir: Path, *, redis_port: int, env: dict[str, str], workers: int, threads: int) -> None:
+    ``vhost`` is the RabbitMQ vhost of ``env["ENCORE_BROKER_URL"]``: the only one whose
+    connections the ``conn`` fault closes.
+    """
+
+    def __init__(
+        self, workdir: Path, *, redis_port: int | None, env: dict[str, str], workers: int, threads: int, vhost: str
+    ) -> None:
         self.workdir = workdir
-        self.redis = ChaosRedis(redis_port, workdir / "redis")
+        self.redis = None if redis_port is None else ChaosRedis(redis_port, workdir / "redis")
+        self.vhost = vhost
         self.env = env
         self.workers = [Worker(i, env, workdir / f"worker-{i}.log", threads) for i in range(workers)]
         self._closed = threading.Event()
         self._lock = threading.Lock()
 
     def start_redis(self) -> None:
-        self.redis.start()
+        if self.redis is not None:
+            self.redis.start()
 
     def start_workers(self, queue: str, timeout: float = 60) -> None:
         for worker in self.workers:
@@ -168,6 +184,10 @@ class Cluster:
         url = self.env["ENCORE_BROKER_URL"]
         if not wait_until(lambda: consumer_count(url, queue) >= len(self.workers), timeout, interval=0.5):
             raise RuntimeError(f"the workers did not all consume {queue!r} within {timeout:.0f} s; see {self.workdir}")
+        consumers = consumer_count(url, queue)
+        if consumers > len(self.workers):  # another run's workers joined between the check and now
+            raise QueueInUse(f"queue {queue!r} on vhost {self.vhost!r} has {consumers} consumers, "
+                             f"{len(self.workers)} of them this run's: another run uses it; pick another --queue")
 
     def _hold(self, seconds: float) -> bool:
         """Sleep; True when the cluster was closed meanwhile."""
@@ -195,18 +215,33 @@ class Cluster:
             self.workers[index].signal(signal.SIGCONT)
 
     def close_connections(self) -> None:
-        subprocess.run(["rabbitmqctl", "close_all_connections", "chaos"], check=True, capture_output=True, timeout=60)
+        """Close every connection on the run's vhost, and none on any other vhost.
+
+        ``rabbitmqctl close_all_connections --vhost V`` closes the connections of vhost V
+        only (``--global`` would take every vhost; without ``--vhost`` it means ``/``,
+        whatever vhost the run uses). Checked on this machine's RabbitMQ 3.10.8: a
+        connection on ``/`` survives a close of another vhost. ``list_connections vhost pid``
+        then ``close_connection <pid>`` per connection would do the same in many calls,
+        racing reconnections in between. rabbitmqctl talks to its default (local) node.
+        """
+        command = ["rabbitmqctl", "close_all_connections", "--vhost", self.vhost, "chaos"]
+        done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+        # "Closed N connections": 0 when rabbitmqctl reached a node without the run's vhost
+        logger.info("vhost %s: %s", self.vhost, (done.stdout.strip().splitlines() or ["?"])[-1])
 
     def restart_redis(self, hold: float) -> None:
+        server = self.redis
+        if server is None:
+            raise RuntimeError("the state Redis is not the runner's own (--redis-url): it cannot restart it")
         with self._lock:
             if self._closed.is_set():
                 return
-            self.redis.shutdown()
+            server.shutdown()
         if self._hold(hold):
             return
         with self._lock:
             if not self._closed.is_set():
-                self.redis.start()
+                server.start()
 
     def supervise(self) -> int:
         """Restart workers whose process exited on its own, as a process supervisor would.
@@ -236,8 +271,9 @@ class Cluster:
                 worker.terminate()
             for worker in self.workers:
                 worker.reap()
-            self.redis.shutdown()
-            shutil.rmtree(self.redis.directory, ignore_errors=True)
+            if self.redis is not None:
+                self.redis.shutdown()
+                shutil.rmtree(self.redis.directory, ignore_errors=True)
 
 
 def consumer_count(url: str, queue: str) -> int:
@@ -284,3 +320,25 @@ def purge(url: str, queue: str) -> None:
         finally:
             if connection.is_open:
                 connection.close()
+
+
+def delete_keys(url: str, prefix: str) -> int:
+    """Delete the keys under ``<prefix>:`` (the run's ENCORE_KEY_PREFIX) in a shared Redis; no other key.
+
+    The prefix is a run token (``chaos-<hex>``, no glob characters), so the SCAN pattern
+    matches this run's keys only. Returns how many were deleted.
+    """
+    client = redis.Redis.from_url(url)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += client.delete(*batch)
+                batch = []
+        if batch:
+            deleted += client.delete(*batch)
+    finally:
+        client.close()
+    return deleted

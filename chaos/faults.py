@@ -7,9 +7,11 @@ messages depends on timing, the schedule does not).
 Fault kinds:
 
 - ``kill``: SIGKILL a worker's process group, wait ``hold`` seconds, start it again;
-- ``conn``: ``rabbitmqctl close_all_connections`` (every worker and the driver reconnect);
+- ``conn``: ``rabbitmqctl close_all_connections --vhost <the run's vhost>`` (every worker
+  and the driver reconnect; connections on other vhosts are left alone);
 - ``redis``: graceful ``redis-cli shutdown`` of the chaos Redis, ``hold`` seconds down,
-  then started again on the same directory and append-only file;
+  then started again on the same directory and append-only file (only when the runner
+  started that Redis itself: a schedule for a shared ``--redis-url`` has no ``redis`` faults);
 - ``pause``: SIGSTOP a worker's process group for ``hold`` seconds (longer than the 5 s
   replay lease), then SIGCONT.
 """
@@ -29,7 +31,7 @@ logger = logging.getLogger("chaos.faults")
 FaultKind = Literal["kill", "conn", "redis", "pause"]
 KINDS: tuple[FaultKind, ...] = ("kill", "conn", "redis", "pause")
 # Weights of the kinds drawn beyond the minimum of each.
-WEIGHTS = (4, 2, 2, 2)
+WEIGHTS: dict[FaultKind, int] = {"kill": 4, "conn": 2, "redis": 2, "pause": 2}
 # Seconds each kind keeps its fault in place: (low, high).
 HOLDS: dict[FaultKind, tuple[float, float]] = {
     "kill": (0.3, 2.0),
@@ -54,17 +56,25 @@ class Fault:
         return f"{self.kind}{target}{hold}"
 
 
-def make_schedule(seed: int, duration: float, count: int, workers: int, min_each: int = 1) -> list[Fault]:
-    """``count`` faults spread over ``duration`` seconds, at least ``min_each`` of each kind."""
-    if count < min_each * len(KINDS):
-        raise ValueError(f"{count} faults cannot hold {min_each} of each of {len(KINDS)} kinds")
+def make_schedule(
+    seed: int, duration: float, count: int, workers: int, min_each: int = 1, kinds: tuple[FaultKind, ...] = KINDS
+) -> list[Fault]:
+    """``count`` faults spread over ``duration`` seconds, at least ``min_each`` of each of ``kinds``.
+
+    ``kinds`` leaves out the faults a run cannot apply (``redis`` on a Redis it does not own);
+    with every kind the schedule of a seed is the one earlier runs of that seed played.
+    """
+    if not kinds or any(kind not in KINDS for kind in kinds):
+        raise ValueError(f"fault kinds {kinds!r}: pick some of {', '.join(KINDS)}")
+    if count < min_each * len(kinds):
+        raise ValueError(f"{count} faults cannot hold {min_each} of each of {len(kinds)} kinds")
     rng = random.Random(f"faults-{seed}")
-    kinds = [kind for kind in KINDS for _ in range(min_each)]
-    kinds += rng.choices(KINDS, weights=WEIGHTS, k=count - len(kinds))
-    rng.shuffle(kinds)
+    drawn = [kind for kind in kinds for _ in range(min_each)]
+    drawn += rng.choices(kinds, weights=[WEIGHTS[kind] for kind in kinds], k=count - len(drawn))
+    rng.shuffle(drawn)
     slot = duration / count
     schedule = []
-    for i, kind in enumerate(kinds):
+    for i, kind in enumerate(drawn):
         low, high = HOLDS[kind]
         schedule.append(
             Fault(

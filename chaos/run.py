@@ -3,22 +3,21 @@
     python -m chaos.run --workflows 300 --seed 1     # long run
     python -m chaos.run --short                      # about 40 workflows, CI
 
-It starts its own Redis (append-only file) and three `dramatiq chaos.app` workers, publishes
-the workflows at a steady rate while the seeded injector kills, disconnects, restarts and
-pauses things, waits for every workflow, then compares each one with a crash-free embedded
-run of the same workflow ids. Exit code 0 only when nothing was lost, stuck or mismatched.
+It starts its own Redis (append-only file), or uses an existing one (``--redis-url``), and
+three `dramatiq chaos.app` workers, publishes the workflows at a steady rate while the seeded
+injector kills, disconnects, restarts and pauses things, waits for every workflow, then
+compares each one with a crash-free embedded run of the same workflow ids. Exit code 0 only
+when nothing was lost, stuck or mismatched. The options are in ``chaos/config.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import importlib
 import json
 import logging
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -34,69 +33,27 @@ import dramatiq.errors
 import pika.exceptions
 import redis
 
-from dramatiq_encore.errors import BrokerUnavailable
+from dramatiq_encore.broker_config.settings import redact
+from dramatiq_encore.errors import BrokerUnavailable, StateUnavailable
 from dramatiq_encore.state.models import FINISHED
 
-from .cluster import ROOT, Cluster, purge, queue_depth
+from .cluster import ROOT, Cluster, QueueInUse, consumer_count, delete_keys, purge, queue_depth
+from .config import RunConfig, cluster_env, parse_config
 from .faults import KINDS, Injector, make_schedule
 from .reference import WorkflowSpec, collect, compare, finish_reference, plan_workload, start_reference
 
 logger = logging.getLogger("chaos.run")
 
-QUEUE = "chaos"
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-COUNT_URL = "redis://127.0.0.1:6379/0"
 # dramatiq 2 renamed ConnectionError (the old name warns); 1.x only has the old one.
 _BROKER_ERROR: type[Exception] = (
     getattr(dramatiq.errors, "BrokerConnectionError", None) or dramatiq.errors.ConnectionError
 )
-# What the driver retries on while publishing: its connection closed, or the chaos Redis down.
-RETRYABLE = (
-    _BROKER_ERROR, BrokerUnavailable, pika.exceptions.AMQPError,
-    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
-)
+# The state Redis down: the engine raises StateUnavailable; redis-py's own errors come from
+# the driver's own reads.
+STATE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, StateUnavailable)
+RETRYABLE = (_BROKER_ERROR, BrokerUnavailable, pika.exceptions.AMQPError, *STATE_DOWN, OSError)
 SEND_GIVE_UP_S = 120.0
 POLL_S = 0.25
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    workflows: int
-    seed: int
-    window: float  # seconds over which workflows are published and faults injected
-    faults: int
-    min_each: int
-    drain: float  # seconds allowed after the window for every workflow to finish
-    workers: int
-    threads: int
-    redis_port: int
-    keep_logs: bool
-    publish_delay_ms: int
-
-
-def parse_config(argv: list[str] | None) -> RunConfig:
-    parser = argparse.ArgumentParser(prog="python -m chaos.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workflows", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=None, help="reproduces the workload and fault schedule")
-    parser.add_argument("--short", action="store_true", help="about 40 workflows, every fault kind, under 2 minutes")
-    parser.add_argument("--window", type=float, default=None, help="seconds of publishing and faults")
-    parser.add_argument("--faults", type=int, default=None)
-    parser.add_argument("--drain", type=float, default=None, help="seconds allowed to finish after the window")
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--redis-port", type=int, default=6390)
-    parser.add_argument("--keep-logs", action="store_true", help="keep worker logs even when the run passes")
-    parser.add_argument("--publish-delay-ms", type=int, default=20,
-                        help="workers delay each publish by up to this (widens the commit-to-publish gap); 0: off")
-    args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
-    workflows = 40 if args.short else args.workflows
-    window = args.window or (45.0 if args.short else max(60.0, 0.6 * workflows))
-    min_each = 1 if args.short else 5
-    faults = args.faults or (8 if args.short else max(32, round(window / 6)))
-    drain = args.drain or (45.0 if args.short else 90.0)
-    return RunConfig(workflows, seed, window, faults, min_each, drain, args.workers, args.threads,
-                     args.redis_port, args.keep_logs, args.publish_delay_ms)
 
 
 # -- driving ---------------------------------------------------------------------------------
@@ -134,7 +91,7 @@ def poll(state: Any, progress: Progress) -> None:
     for wid in [wid for wid in progress.sent if wid not in progress.finished]:
         try:
             meta = state.get_meta(wid)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except STATE_DOWN:
             return
         if meta is not None and meta.status in FINISHED:
             progress.finished[wid] = now
@@ -144,7 +101,8 @@ def drive(
     module: ModuleType, cluster: Cluster, specs: list[WorkflowSpec], config: RunConfig
 ) -> tuple[Progress, Injector]:
     """Publish at a steady rate while the faults play, then wait for the stragglers."""
-    schedule = make_schedule(config.seed, config.window, config.faults, config.workers, config.min_each)
+    schedule = make_schedule(config.seed, config.window, config.faults, config.workers, config.min_each,
+                             kinds=config.kinds)
     injector = Injector(cluster, schedule)
     progress = Progress()
     state = module.app.state
@@ -180,7 +138,7 @@ def with_retry(fn: Any, *args: Any, attempts: int = 20) -> Any:
     for attempt in range(attempts):
         try:
             return fn(*args)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except STATE_DOWN:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5)
@@ -237,9 +195,9 @@ def verify(state: Any, specs: list[WorkflowSpec], reference: dict[str, Any]) -> 
     return verdict
 
 
-def execution_counts(count_key: str, *, forget: bool = False) -> dict[str, str]:
+def execution_counts(count_url: str, count_key: str, *, forget: bool = False) -> dict[str, str]:
     """The leaf bodies' own execution counts in the always-on Redis (deleted with ``forget``)."""
-    client = redis.Redis.from_url(COUNT_URL, decode_responses=True)
+    client = redis.Redis.from_url(count_url, decode_responses=True)
     try:
         if forget:
             client.delete(count_key)
@@ -257,7 +215,9 @@ def duplicate_executions(counts: dict[str, str]) -> int:
 def summary(config: RunConfig, injector: Injector, verdict: Verdict, duplicates: int, progress: Progress,
             dead: int) -> str:
     counts = injector.counts
-    kinds = ", ".join(f"{kind} {counts.get(kind, 0)}" for kind in KINDS)
+    kinds = ", ".join(f"{kind} {counts.get(kind, 0)}" for kind in KINDS if kind in config.kinds)
+    if "redis" not in config.kinds:
+        kinds += "; no redis faults: --redis-url is not the runner's Redis to restart"
     durations = [progress.finished[w] - progress.sent[w] for w in progress.finished if w in progress.sent]
     p50 = statistics.median(durations) if durations else float("nan")
     return (
@@ -288,29 +248,19 @@ def engine_digest() -> str:
     return sha.hexdigest()[:12]
 
 
-def cluster_env(config: RunConfig, token: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ENCORE_BROKER_URL": AMQP_URL,
-        "ENCORE_STATE_URL": f"redis://127.0.0.1:{config.redis_port}/0",
-        "ENCORE_KEY_PREFIX": f"chaos-{token}",
-        "CHAOS_QUEUE": QUEUE,
-        "CHAOS_COUNT_URL": COUNT_URL,
-        "CHAOS_COUNT_KEY": f"chaos:{token}:executions",
-        "CHAOS_PUBLISH_DELAY_MS": str(config.publish_delay_ms),
-        "PYTHONPATH": str(ROOT),
-    }
-
-
-def load_driver_app(env: dict[str, str]) -> ModuleType:
-    """Import chaos.app configured like the workers, and empty the run's queues."""
+def load_driver_app(env: dict[str, str], config: RunConfig) -> ModuleType:
+    """Import chaos.app configured like the workers, and empty the run's queues (refused if in use)."""
     os.environ.update({k: v for k, v in env.items() if k.startswith(("ENCORE_", "CHAOS_"))})
     os.environ.pop("CHAOS_PUBLISH_DELAY_MS", None)  # only the workers' publishes are slowed
     module = importlib.import_module("chaos.app")
     module.app.state.get_meta("warm-up")  # first contact while Redis is surely up
     broker = module.app.broker
-    broker.declare_queue(QUEUE, ensure=True)
-    broker.flush(QUEUE)
+    broker.declare_queue(config.queue, ensure=True)
+    consumers = consumer_count(config.amqp_url, config.queue)
+    if consumers:  # flushing would drop another run's messages, and its workers would take ours
+        raise QueueInUse(f"queue {config.queue!r} on vhost {config.vhost!r} already has {consumers} consumers "
+                           f"(another run?): pick another --queue")
+    broker.flush(config.queue)
     return module
 
 
@@ -318,27 +268,45 @@ def execute(config: RunConfig, workdir: Path, token: str) -> int:
     env = cluster_env(config, token)
     specs = plan_workload(config.seed, config.workflows)
     ref_process, ref_path = start_reference(specs, workdir, timeout=config.window + config.drain)
-    cluster = Cluster(workdir, redis_port=config.redis_port, env=env, workers=config.workers, threads=config.threads)
+    own_redis = None if config.redis_url else config.redis_port
+    cluster = Cluster(workdir, redis_port=own_redis, env=env, workers=config.workers, threads=config.threads,
+                      vhost=config.vhost)
+    owns_queue = True
     try:
         cluster.start_redis()
-        module = load_driver_app(env)
-        cluster.start_workers(QUEUE)
+        module = load_driver_app(env, config)
+        cluster.start_workers(config.queue)
         progress, injector = drive(module, cluster, specs, config)
         verdict = verify(module.app.state, specs, finish_reference(ref_process, ref_path, timeout=60))
-        dead = queue_depth(AMQP_URL, f"{QUEUE}.XQ")
-        duplicates = duplicate_executions(execution_counts(env["CHAOS_COUNT_KEY"]))
+        dead = queue_depth(config.amqp_url, f"{config.queue}.XQ")
+        duplicates = duplicate_executions(execution_counts(config.count_url, env["CHAOS_COUNT_KEY"]))
+    except QueueInUse:
+        owns_queue = False  # another run's queue: not ours to purge
+        raise
     finally:
-        cluster.close()
-        purge(AMQP_URL, QUEUE)
-        if ref_process.poll() is None:
-            ref_process.kill()
-        execution_counts(env["CHAOS_COUNT_KEY"], forget=True)
+        cleanup(cluster, config, env, ref_process, purge_queue=owns_queue)
     for error in injector.errors:
         print(f"FAULT NOT APPLIED {error}")
     print_failures(verdict)
     print(summary(config, injector, verdict, duplicates, progress, dead))
     (workdir / "verdict.json").write_text(json.dumps(dataclasses.asdict(verdict), indent=1))
     return 1 if verdict.failed or injector.errors else 0
+
+
+def cleanup(cluster: Cluster, config: RunConfig, env: dict[str, str], ref_process: Any, *, purge_queue: bool) -> None:
+    """Stop the cluster and remove what the run left on the servers it shares: its queues' messages
+    (unless another run uses them), its execution counts and, in a shared state Redis, the keys under
+    its prefix (only those)."""
+    cluster.close()
+    if purge_queue:
+        purge(config.amqp_url, config.queue)
+    if ref_process.poll() is None:
+        ref_process.kill()
+    execution_counts(config.count_url, env["CHAOS_COUNT_KEY"], forget=True)
+    if config.redis_url:
+        deleted = delete_keys(config.redis_url, env["ENCORE_KEY_PREFIX"])
+        logger.info("deleted the run's %d keys under %s: in %s", deleted, env["ENCORE_KEY_PREFIX"],
+                    redact(config.redis_url))
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -354,14 +322,18 @@ def main(argv: list[str] | None = None) -> int:
     token = secrets.token_hex(4)
     workdir = Path(tempfile.mkdtemp(prefix=f"chaos-s{config.seed}-"))
     engine = engine_digest()
+    state = redact(config.redis_url) if config.redis_url else f"own on :{config.redis_port}"
     print(f"chaos: seed {config.seed} | workflows {config.workflows} | faults {config.faults} over "
           f"{config.window:.0f} s | workers {config.workers} | publish delay <= {config.publish_delay_ms} ms | "
-          f"engine {engine} | logs {workdir}", flush=True)
+          f"vhost {config.vhost} | queue {config.queue} | state Redis {state} | engine {engine} | logs {workdir}",
+          flush=True)
     code = 2
     try:
         code = execute(config, workdir, token)
         if engine_digest() != engine:
             print("chaos: WARNING the engine's sources changed during the run; restarted workers ran the new code")
+    except QueueInUse as exc:
+        print(f"chaos: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("chaos: interrupted; cluster stopped", file=sys.stderr)
         code = 130
