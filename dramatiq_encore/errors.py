@@ -114,3 +114,37 @@ class WorkflowCancelled(EncoreError):
     """
 
     error_type = "Cancelled"
+
+
+class StateUnavailable(EncoreError):
+    """The state store (Redis) did not answer; the message names it, without its password.
+
+    Transient: a worker re-sends the message it was handling later, and a caller may retry.
+    """
+
+
+class StateLost(EncoreError):
+    """The state store has no record of an invocation that a message named: its state was lost.
+
+    Raised by ``Invocation.wait()`` (and read as status ``lost``). It happens when Redis keeps
+    nothing on disk and restarted, evicts keys (a ``maxmemory-policy`` other than
+    ``noeviction``), or was flushed.
+    """
+
+    def __init__(self, invocation_id: str, store: str, reason: str = "") -> None:
+        self.invocation_id = invocation_id
+        self.store = store
+        self.reason = reason
+        detail = f" ({reason})" if reason else ""
+        super().__init__(
+            f"the state store at {store} lost invocation {invocation_id!r}: a message for it arrived{detail} but "
+            "the store has no record of it. This happens when Redis restarts without persistence, evicts keys or "
+            "is flushed: run it with appendonly yes, appendfsync everysec and maxmemory-policy noeviction."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.invocation_id, self.store, self.reason))
+
+
+class TooManySignals(EncoreError):
+    """A workflow already has the most signals waiting to be consumed (``ENCORE_MAX_PENDING_SIGNALS``)."""

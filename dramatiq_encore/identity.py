@@ -8,6 +8,8 @@ Redis Cluster hash tag) from an id alone. That is why user-chosen ids may not co
 
 from __future__ import annotations
 
+import unicodedata
+
 from pydantic import BaseModel, ConfigDict
 
 from .errors import ConfigurationError
@@ -15,6 +17,9 @@ from .errors import ConfigurationError
 SEPARATOR = "/"
 _REFUSED = frozenset("{}/")
 MAX_ID_LENGTH = 200
+# Control and format characters (newline, NUL, bidi overrides...), surrogates, line and
+# paragraph separators: an id is printed in logs and terminals as it is.
+_UNPRINTABLE = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
 
 
 class WorkflowIdentity(BaseModel):
@@ -52,16 +57,41 @@ def root_of(invocation_id: str) -> str:
     return invocation_id.split(SEPARATOR, 1)[0]
 
 
+def unprintable(text: str) -> list[str]:
+    """The characters of ``text`` that logs and terminals would not show as they are."""
+    return sorted({char for char in text if unicodedata.category(char) in _UNPRINTABLE})
+
+
 def check_workflow_id(workflow_id: str) -> str:
-    """Refuse ids that would break the id scheme or Redis Cluster hash tags."""
+    """Refuse ids that would break the id scheme or Redis Cluster hash tags, or garble logs."""
     if not isinstance(workflow_id, str) or not workflow_id:
         raise ConfigurationError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
+    if len(workflow_id) > MAX_ID_LENGTH:
+        raise ConfigurationError(f"workflow_id is {len(workflow_id)} characters long; the limit is {MAX_ID_LENGTH}")
     bad = sorted(set(workflow_id) & _REFUSED)
     if bad:
         raise ConfigurationError(
             f"workflow_id {workflow_id!r} contains {''.join(bad)!r}; the characters '{{', '}}' and '/' "
             "are reserved (hash tags and child ids). Use letters, digits, '-', '_', ':' or '.'."
         )
-    if len(workflow_id) > MAX_ID_LENGTH:
-        raise ConfigurationError(f"workflow_id is {len(workflow_id)} characters long; the limit is {MAX_ID_LENGTH}")
+    hidden = unprintable(workflow_id)
+    if hidden:
+        raise ConfigurationError(
+            f"workflow_id {workflow_id!r} contains control or format characters ({', '.join(map(repr, hidden))}); "
+            "use printable characters only"
+        )
     return workflow_id
+
+
+def check_invocation_id(invocation_id: str) -> str:
+    """Refuse anything but a workflow id followed by ``/<step>`` parts (positive integers)."""
+    if not isinstance(invocation_id, str):
+        raise ConfigurationError(f"an invocation id must be a string, got {invocation_id!r}")
+    root, *steps = invocation_id.split(SEPARATOR)
+    check_workflow_id(root)
+    for step in steps:
+        if not (step.isascii() and step.isdigit()) or step != str(int(step)) or int(step) < 1:
+            raise ConfigurationError(
+                f"invocation id {invocation_id!r} is not a workflow id followed by /<step> numbers"
+            )
+    return invocation_id

@@ -95,8 +95,9 @@ def test_state_a_reset_replaces_the_journal_and_stale_prefixes_reload_from_zero(
     token = state.deliver("wf-r", Trigger.start(), first).token
     assert token is not None
     values = [ValueEntry(k="random", v=i / 10).model_dump_json() for i in range(3)]
-    assert state.commit("wf-r", token, Commit(entries=values, status="suspended", waiting=[1], seen=0)).ok
-    token = state.deliver("wf-r", Trigger.timer(1), None).token  # wakes it: the pass continues as new
+    timer = Commit(entries=values, status="suspended", waiting=[1], seen=0, steps={1: "t:0.0"})
+    assert state.commit("wf-r", token, timer).ok
+    token = state.deliver("wf-r", Trigger.timer(1, 0.0), None).token  # wakes it: the pass continues as new
     assert token is not None
     second = first.model_copy(update={"run": 1, "seed": "s1", "first_step": 1, "args": [2]})
     carried = [SignalEntry(name="x", payload=1, id="sig-1").model_dump_json()]
@@ -107,9 +108,10 @@ def test_state_a_reset_replaces_the_journal_and_stale_prefixes_reload_from_zero(
     meta, entries = state.load("wf-r", 0)
     assert meta is not None and meta.record.run == 1 and meta.record.args == [2] and entries == carried
     grown = [ValueEntry(k="random", v=0.9).model_dump_json()] * 4
-    assert state.commit("wf-r", token, Commit(entries=grown, status="suspended", waiting=[2], seen=1)).ok
+    suspend = Commit(entries=grown, status="suspended", waiting=[2], seen=1, steps={2: "t:0.0"})
+    assert state.commit("wf-r", token, suspend).ok
     # Then a worker whose cached prefix (4 entries) belongs to run 0 gets the journal from 0
-    delivery = state.deliver("wf-r", Trigger.timer(2), None, load_from=4, run=0)
+    delivery = state.deliver("wf-r", Trigger.timer(2, 0.0), None, load_from=4, run=0)
     assert delivery.token is not None and delivery.loaded_from == 0
     assert delivery.record is not None and delivery.record.run == 1
     assert delivery.entries is not None and len(delivery.entries) == 1 + 4 + 1

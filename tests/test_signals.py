@@ -251,6 +251,10 @@ def _wait_entry(n: int) -> str:
     return WaitEntry(n=n, name="go", timeout=1.0, due=0.0).model_dump_json()
 
 
+#: What a wait step with a timeout (due at 0.0, long past) records for the store's checks.
+WAIT_STEPS = {1: "t:0.0"}
+
+
 def test_state_a_signal_wakes_only_the_invocation_waiting_on_its_name(harness: Harness) -> None:
     state = harness.app.state
     token = _start(state, "wf-s")
@@ -270,23 +274,29 @@ def test_state_a_signal_wakes_only_the_invocation_waiting_on_its_name(harness: H
 def test_state_a_wait_for_any_wakes_on_the_first_member(harness: Harness) -> None:
     state = harness.app.state
     token = _start(state, "wf-a")
-    commit = Commit(entries=[_wait_entry(1)], status="suspended", waiting=[1], signals=["go"], wake_any=True, seen=0)
+    commit = Commit(
+        entries=[_wait_entry(1)], status="suspended", waiting=[1], signals=["go"], wake_any=True, seen=0,
+        steps=WAIT_STEPS,
+    )
     assert state.commit("wf-a", token, commit).ok
     # When the timer of step 1 fires, the invocation wakes although no signal came
-    fired = state.deliver("wf-a", Trigger.timer(1), None)
+    fired = state.deliver("wf-a", Trigger.timer(1, 0.0), None)
     assert fired.token is not None
-    assert not state.is_waiting_on("wf-a", 1)
+    assert state.timer_due("wf-a", 1) is None
 
 
 def test_state_a_claim_on_a_step_resolved_meanwhile_is_stale(harness: Harness) -> None:
     state = harness.app.state
     token = _start(state, "wf-c")
-    suspend = Commit(entries=[_wait_entry(1)], status="suspended", waiting=[1], signals=["go"], wake_any=True, seen=0)
+    suspend = Commit(
+        entries=[_wait_entry(1)], status="suspended", waiting=[1], signals=["go"], wake_any=True, seen=0,
+        steps=WAIT_STEPS,
+    )
     assert state.commit("wf-c", token, suspend).ok
     token = state.deliver("wf-c", Trigger.signal("go", "payload", "s1"), None).token or ""  # a pass starts
     _, before = state.load("wf-c", 0)
     # When the step's timer fires while the pass consumes the signal
-    state.deliver("wf-c", Trigger.timer(1), None)
+    state.deliver("wf-c", Trigger.timer(1, 0.0), None)
     claim = ResolvedEntry(n=1, o=Outcome(ok=True, value={"id": "s1", "payload": "payload"})).model_dump_json()
     finish = Commit(entries=[claim], status="succeeded", outcome=Outcome(ok=True), claims=[1], seen=len(before))
     stale = state.commit("wf-c", token, finish)

@@ -3,6 +3,13 @@
 A short lease means a SIGKILLed holder blocks a redelivered message only briefly; renewing
 it from a background thread means a slow pass does not lose it. The thread is started per
 process (dramatiq forks worker processes, and threads do not survive a fork).
+
+A holder drops its lease from here as soon as its commit released it (before publishing),
+and only its own token: another thread of this process may hold the next lease of the same
+invocation. A renewal that fails is not reported at once: the holder may have committed
+between the renewer's look at what is held and its renewal (the commit released the lease,
+as it should). Only a lease still held with the same token one round later was really lost
+(a pass longer than the lease, a store that restarted): that one is reported.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ class LeaseKeeper:
     def __init__(self, state: StateBackend) -> None:
         self._state = state
         self._held: dict[str, str] = {}
+        self._suspect: dict[str, str] = {}
         self._lock = threading.Lock()
         self._pid = 0
         self._wake = threading.Event()
@@ -31,22 +39,44 @@ class LeaseKeeper:
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name="encore-lease-keeper", daemon=True).start()
 
-    def drop(self, invocation_id: str) -> None:
+    def drop(self, invocation_id: str, token: str | None) -> None:
+        """Stop renewing the lease ``token`` holds (a no-op for None or another token)."""
         with self._lock:
-            self._held.pop(invocation_id, None)
+            if token is not None and self._held.get(invocation_id) == token:
+                del self._held[invocation_id]
+
+    def held(self, invocation_id: str) -> str | None:
+        with self._lock:
+            return self._held.get(invocation_id)
 
     def _run(self) -> None:
         pid = os.getpid()
         interval = self._state.lease_ms / 3000
         while pid == os.getpid():
             self._wake.wait(interval)
+            self.renew_all()
+
+    def renew_all(self) -> None:
+        """Renew every lease held; report the ones lost (see the module docstring)."""
+        with self._lock:
+            held = list(self._held.items())
+            suspects, self._suspect = self._suspect, {}
+        for invocation_id, token in held:
+            try:
+                ok = self._state.renew(invocation_id, token)
+            except Exception:  # the store is unreachable: the commit will tell
+                logger.warning("could not renew the lease of invocation %s", invocation_id, exc_info=True)
+                continue
+            if ok:
+                continue
             with self._lock:
-                held = list(self._held.items())
-            for invocation_id, token in held:
-                try:
-                    ok = self._state.renew(invocation_id, token)
-                except Exception:  # the store is unreachable: the commit will tell
-                    logger.warning("could not renew the lease of invocation %s", invocation_id, exc_info=True)
+                if self._held.get(invocation_id) != token:
+                    continue  # committed meanwhile: released, not lost
+                if suspects.get(invocation_id) != token:
+                    self._suspect[invocation_id] = token  # judged at the next round
                     continue
-                if not ok:  # the commit will fail and the message be re-sent
-                    logger.warning("lost the lease of invocation %s (a pass ran longer than the lease?)", invocation_id)
+            logger.warning(
+                "lost the lease of invocation %s while a pass still holds it (it expired or the store lost it): "
+                "its commit will be refused and its message re-sent",
+                invocation_id,
+            )

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from ..errors import EncoreError
-from ..identity import WorkflowIdentity, check_workflow_id
-from ..state.backend import Trigger
-from ..state.models import Outcome, ParentRef
+from ..identity import (
+    SEPARATOR,
+    WorkflowIdentity,
+    check_invocation_id,
+    check_workflow_id,
+    child_invocation_id,
+    root_of,
+    unprintable,
+)
+from ..state.backend import DEFAULT_MAX_SIGNALS, Trigger
+from ..state.models import ParentRef
 
 ENVELOPE = "encore"
 NUDGES = "encore_nudges"
@@ -27,38 +35,100 @@ RESENT = "encore_resent"
 #: A repair re-sends a start this late: the original, if it was only slow, has created the
 #: child by then, and the copy is recognised as a duplicate without running the child again.
 RESEND_DELAY_MS = 1_000
+MAX_NAME_LENGTH = 200
+MAX_REASON_LENGTH = 1_000
 
 
-class StartEnvelope(BaseModel):
-    """Start invocation ``invocation_id`` (a child started by a parent's step)."""
+def _invocation_id(value: str) -> str:
+    try:
+        return check_invocation_id(value)
+    except EncoreError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _printable(value: str) -> str:
+    hidden = unprintable(value)
+    if hidden:
+        raise ValueError(f"contains control or format characters ({', '.join(map(repr, hidden))})")
+    return value
+
+
+InvocationId = Annotated[str, AfterValidator(_invocation_id)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_printable)]
+Step = Annotated[int, Field(ge=1)]
+
+
+def _ancestor_or_self(workflow_id: str | None, invocation_id: str) -> bool:
+    """A workflow id seen in a tree names the invocation that started that workflow."""
+    return workflow_id is None or workflow_id == invocation_id or invocation_id.startswith(workflow_id + SEPARATOR)
+
+
+class _Envelope(BaseModel):
+    # Unknown fields are refused: a message that carries more than the engine sends (an
+    # outcome in a result, say) was not sent by the engine.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class StartEnvelope(_Envelope):
+    """Start invocation ``invocation_id`` (a child started by a parent's step).
+
+    The ids must fit the tree: a child's id is its parent's id and step, and its identity
+    names workflows of that tree. Whether the parent's step really started this child is
+    checked by the state store (see :meth:`~dramatiq_encore.state.StateBackend.deliver`).
+    """
 
     kind: Literal["start"] = "start"
-    invocation_id: str
+    invocation_id: InvocationId
     identity: WorkflowIdentity
     parent: ParentRef | None = None
+
+    @model_validator(mode="after")
+    def _fits_the_tree(self) -> StartEnvelope:
+        identity, invocation_id = self.identity, self.invocation_id
+        if self.parent is None and SEPARATOR in invocation_id:
+            raise ValueError(f"{invocation_id!r} is a child id, but the start names no parent")
+        if self.parent is not None and invocation_id != child_invocation_id(
+            self.parent.invocation_id, self.parent.step
+        ):
+            raise ValueError(
+                f"{invocation_id!r} is not the id of step {self.parent.step} of {self.parent.invocation_id!r}"
+            )
+        fits = (
+            identity.root_workflow_id == root_of(invocation_id)
+            and _ancestor_or_self(identity.workflow_id, invocation_id)
+            and _ancestor_or_self(identity.parent_workflow_id, invocation_id)
+        )
+        if not fits:
+            raise ValueError(f"the identity {identity.model_dump()} does not fit invocation {invocation_id!r}")
+        return self
 
     def trigger(self) -> Trigger:
         return Trigger.start()
 
 
-class ResultEnvelope(BaseModel):
+class ResultEnvelope(_Envelope):
     """Child ``child`` finished: resolve step ``step`` of ``invocation_id`` from its outcome.
 
-    The outcome travels in the message, so the child may publish it before its own commit
-    (off the critical path); without one, the child's stored outcome is used.
+    The outcome is the one the child's own record holds, read by the state store when it
+    resolves the step: a message cannot carry one. ``child`` must be the id of that step.
     """
 
     kind: Literal["result"] = "result"
-    invocation_id: str
-    step: int
-    child: str
-    outcome: Outcome | None = None
+    invocation_id: InvocationId
+    step: Step
+    child: InvocationId
+
+    @model_validator(mode="after")
+    def _child_of_the_step(self) -> ResultEnvelope:
+        if self.child != child_invocation_id(self.invocation_id, self.step):
+            raise ValueError(f"child {self.child!r} is not the child of step {self.step} of {self.invocation_id!r}")
+        return self
 
     def trigger(self) -> Trigger:
-        return Trigger.result(self.step, self.child, self.outcome)
+        return Trigger.result(self.step, self.child)
 
 
-class TimerEnvelope(BaseModel):
+class TimerEnvelope(_Envelope):
     """Wake-up for timer step ``step`` of ``invocation_id``, due at ``due`` (epoch seconds).
 
     Sent to the invocation's own actor with a dramatiq delay of at most :data:`MAX_HOP_S`; a
@@ -66,15 +136,15 @@ class TimerEnvelope(BaseModel):
     """
 
     kind: Literal["timer"] = "timer"
-    invocation_id: str
-    step: int
-    due: float
+    invocation_id: InvocationId
+    step: Step
+    due: Annotated[float, Field(allow_inf_nan=False)]
 
     def trigger(self) -> Trigger:
-        return Trigger.timer(self.step)
+        return Trigger.timer(self.step, self.due)
 
 
-class SignalEnvelope(BaseModel):
+class SignalEnvelope(_Envelope):
     """Signal ``name`` with ``payload`` for the workflow whose root invocation is ``invocation_id``.
 
     Any producer may send it as a plain dramatiq message to the workflow's task (its actor
@@ -88,25 +158,26 @@ class SignalEnvelope(BaseModel):
          "message_id": "<unique id>", "message_timestamp": <ms since the epoch>}
 
     ``signal_id`` makes delivery idempotent (a duplicated message is recorded once); when it
-    is omitted, the message's ``message_id`` is used. ``payload`` is any JSON value.
+    is omitted, the message's ``message_id`` is used. ``payload`` is any JSON value, at most
+    ``ENCORE_MAX_PAYLOAD`` bytes; names and ids are at most 200 printable characters.
     """
 
     kind: Literal["signal"] = "signal"
-    invocation_id: str
-    name: str
+    invocation_id: InvocationId
+    name: Name
     payload: Any = None
-    signal_id: str = ""
+    signal_id: Annotated[str, Field(max_length=MAX_NAME_LENGTH), AfterValidator(_printable)] = ""
 
-    def trigger(self) -> Trigger:
-        return Trigger.signal(self.name, self.payload, self.signal_id)
+    def trigger(self, limit: int = DEFAULT_MAX_SIGNALS) -> Trigger:
+        return Trigger.signal(self.name, self.payload, self.signal_id, limit)
 
 
-class CancelEnvelope(BaseModel):
+class CancelEnvelope(_Envelope):
     """Cancel invocation ``invocation_id`` (sent by ``app.cancel`` and to a cancelled parent's children)."""
 
     kind: Literal["cancel"] = "cancel"
-    invocation_id: str
-    reason: str = ""
+    invocation_id: InvocationId
+    reason: Annotated[str, Field(max_length=MAX_REASON_LENGTH)] = ""
 
     def trigger(self) -> Trigger:
         return Trigger.cancel(self.reason)
@@ -125,6 +196,11 @@ class MalformedMessage(EncoreError):
     """A message whose encore envelope or workflow id is invalid."""
 
 
+def _problems(exc: ValidationError) -> str:
+    # The first location is the union's tag (the envelope's kind): left out.
+    return "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'envelope'}: {e['msg']}" for e in exc.errors())
+
+
 def read_envelope(options: dict[str, Any], message_id: str, task_name: str) -> AnyEnvelope:
     """The envelope of a message, or a root start for a plain producer message."""
     raw = options.get(ENVELOPE)
@@ -137,10 +213,11 @@ def read_envelope(options: dict[str, Any], message_id: str, task_name: str) -> A
         return StartEnvelope(invocation_id=workflow_id, identity=WorkflowIdentity.root(workflow_id, task_name))
     try:
         envelope = _envelope.validate_python(raw)
-    except ValidationError as exc:
+        if isinstance(envelope, SignalEnvelope) and not envelope.signal_id:
+            envelope.signal_id = _printable(message_id)
+    except (ValidationError, ValueError) as exc:
+        detail = _problems(exc) if isinstance(exc, ValidationError) else f"message_id {exc}"
         raise MalformedMessage(
-            f"message {message_id!r} for {task_name!r} has an invalid encore envelope: {exc}"
+            f"message {message_id!r} for {task_name!r} has an invalid encore envelope: {detail}"
         ) from None
-    if isinstance(envelope, SignalEnvelope) and not envelope.signal_id:
-        envelope.signal_id = message_id
     return envelope

@@ -1,7 +1,7 @@
 """Messages out: children's starts, results to parents, timer wake-ups, cancels, callbacks.
 
-Everything here runs after the pass that decided it was committed (DESIGN section 6), and
-every message may be sent again by a repair: each is idempotent at its receiver.
+What the runtime sends when is its business (see :mod:`.runtime`); every message may be
+sent again by a repair, and each is idempotent at its receiver.
 """
 
 from __future__ import annotations
@@ -66,17 +66,16 @@ class Outbox:
             delay = RESEND_DELAY_MS if resent else None
             self.send(step.queue, step.task, step.args, step.kwargs, payload, delay=delay, **extra)
 
-    def send_result(self, record: InvocationRecord, outcome: Outcome | None = None) -> None:
-        self.app.broker.enqueue(self.result_message(record, outcome))
+    def send_result(self, record: InvocationRecord) -> None:
+        self.app.broker.enqueue(self.result_message(record))
 
     @staticmethod
-    def result_message(record: InvocationRecord, outcome: Outcome | None = None) -> dramatiq.Message[Any]:
-        """The message that tells ``record``'s parent its step finished (with the outcome)."""
+    def result_message(record: InvocationRecord) -> dramatiq.Message[Any]:
+        """The message that tells ``record``'s parent its step finished (the parent's store
+        reads the outcome from the child's record, never from the message)."""
         parent = record.parent
         assert parent is not None
-        envelope = ResultEnvelope(
-            invocation_id=parent.invocation_id, step=parent.step, child=record.invocation_id, outcome=outcome
-        )
+        envelope = ResultEnvelope(invocation_id=parent.invocation_id, step=parent.step, child=record.invocation_id)
         return dramatiq.Message(
             queue_name=parent.queue,
             actor_name=parent.task,
@@ -91,10 +90,11 @@ class Outbox:
             envelope = TimerEnvelope(invocation_id=record.invocation_id, step=timer.n, due=timer.due)
             self.send_timer(record.queue, record.task, envelope)
 
-    def send_timer(self, queue: str, actor: str, envelope: TimerEnvelope) -> None:
-        """Send a wake-up to the invocation's own actor, delayed by min(remaining, 30 s)."""
+    def send_timer(self, queue: str, actor: str, envelope: TimerEnvelope, at_least_ms: int = 0) -> None:
+        """Send a wake-up to the invocation's own actor, delayed by min(remaining, 30 s)
+        (``at_least_ms``: the store's clock said it is not due yet, whatever this one says)."""
         remaining = max(0.0, envelope.due - time.time())
-        delay = math.ceil(min(remaining, MAX_HOP_S) * 1000)
+        delay = max(math.ceil(min(remaining, MAX_HOP_S) * 1000), at_least_ms)
         self.send(queue, actor, [], {}, envelope.model_dump(mode="json"), delay=delay or None)
 
     def cancel_children(self, steps: list[StepEntry], reason: str) -> None:

@@ -1,12 +1,14 @@
 """The I/O around the pure engine: one message in, state committed, messages out.
 
-Per message: record the trigger and take the lease (one ``deliver``), run the pass, then
-commit it and release the lease in one atomic step, and publish what it decided: the
-children's starts and the result to the parent go out while the commit is on its way (see
-:meth:`Runtime._publish_ahead`), timer wake-ups, cancels and callbacks after it. Every
-message stays unacked until then: a crash anywhere redelivers it, its trigger is then a
-duplicate, and :meth:`Runtime._repair` re-sends what that trigger's pass should have sent
-(children not created yet, its pending timers, a cancel's cascade, a finished child's result).
+Per message: check it and record its trigger, taking the lease (one ``deliver``, see
+:mod:`.mailbox` for what happens when no pass is granted), run the pass, then commit it and
+release the lease in one atomic step, and only then publish what it decided: the
+children's starts, the result to the parent, timer wake-ups, cancels and callbacks. The
+receivers check each against what the commit recorded (a start counts only for a step its
+parent recorded, a result only with the outcome its child recorded). Every message stays
+unacked until then: a crash anywhere redelivers it, its trigger is then a duplicate, and
+:meth:`.Mailbox.repair` re-sends what that trigger's pass should have sent (children not
+created yet, its pending timers, a cancel's cascade, a finished child's result).
 
 The round trips are kept off the path from one step to the next where that is safe (see
 :mod:`.speculation`): a child's first pass runs before its delivery, a parent replays its
@@ -19,9 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import random
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -31,27 +31,19 @@ from dramatiq.middleware import Retries
 from dramatiq.middleware.shutdown import Shutdown
 from dramatiq.threading import Interrupt
 
-from ..errors import EncoreError, MisuseError, PayloadTooLarge, WorkflowIdConflict
+from ..errors import PayloadTooLarge
 from ..state.backend import Commit, CommitResult, Delivery, Trigger
-from ..state.models import FINISHED, InvocationMeta, InvocationRecord, Outcome
+from ..state.models import InvocationMeta, InvocationRecord, Outcome, StepEntry, TimerEntry, WaitEntry, step_record
 from .codec import ArgumentError, ResultError, check_size
 from .context import WorkflowContext
 from .leases import LeaseKeeper
+from .mailbox import Mailbox
 from .messages import (
-    DUE_SLACK_S,
-    FRESH,
     NUDGES,
     RESENT,
-    AnyEnvelope,
-    CancelEnvelope,
-    SignalEnvelope,
     StartEnvelope,
-    TimerEnvelope,
-    read_envelope,
 )
 from .outbox import Outbox
-from .overlap import Beside
-from .pass_state import CANCEL_STREAM
 from .records import CALLBACKS, next_run, start_record
 from .replay import PassOutcome, Snapshot, error_info, run_pass
 from .speculation import Gate, Resume, Window
@@ -80,10 +72,10 @@ class Runtime:
         self.state = app.state
         self.leases = LeaseKeeper(app.state)
         self.outbox = Outbox(app)
+        self.mailbox = Mailbox(app, self.outbox)
         # A child's first pass still running this long has its delivery made by the window
         # (the record then shows "running"); well within the lease, which it then renews.
         self._window = Window(min(0.5, self.state.lease_ms / 5000))
-        self._beside = Beside()
         # Snapshots of recently driven invocations: a pass loads only the journal's tail.
         self._cache: OrderedDict[str, Snapshot] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -103,7 +95,7 @@ class Runtime:
                 type(exc).__name__,
                 message.message_id,
             )
-            self._nudge(message, transient=True)
+            self.mailbox.nudge(message, transient=True)
         finally:
             # The record keeps the callbacks and fires them once, at completion; dramatiq's
             # Callbacks middleware must not fire them for this pass. Removed only now, so a
@@ -114,27 +106,13 @@ class Runtime:
     def _handle(
         self, task: Task[Any, Any], message: MessageProxy, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        try:
-            envelope = read_envelope(message.options, message.message_id, task.name)
-            if isinstance(envelope, StartEnvelope) and envelope.parent is None:
-                # A child's arguments were checked by its parent's pass; a producer's are not.
-                self._refuse_pipelines(task, message)
-                check_size(
-                    f"arguments of {task.name} (message {message.message_id})",
-                    [args, kwargs],
-                    self.app.settings.max_payload,
-                )
-        except EncoreError as exc:
-            # Dead-letter at once, whatever the task's retry policy: a retry would fail the same way.
-            message.options["throws"] = (type(exc),)
-            logger.error("dead-lettering message %s: %s", message.message_id, exc)
-            raise
-        if self._not_here(task, envelope, message):
+        envelope = self.mailbox.admit(task, message, args, kwargs)
+        if self.mailbox.elsewhere(task, envelope, message):
             return
         record = None
         if isinstance(envelope, StartEnvelope):
             record = start_record(task, message, envelope, list(args), kwargs)
-        trigger = envelope.trigger()
+        trigger = self.mailbox.trigger(envelope)
         invocation_id = envelope.invocation_id
         if record is not None and record.parent is not None and self._first_delivery(message):
             self._speculate(task, record, trigger, message)
@@ -168,11 +146,10 @@ class Runtime:
             if resume.error is not None:
                 raise resume.error  # a store error met at the frontier: see handle()
             if outcome.status != "abandoned" and resume.confirm():
-                first = (snapshot, outcome, False)
-                self._drive(task, invocation_id, delivery, cached, trigger.key, message, first=first)
+                self._drive(task, invocation_id, delivery, cached, trigger.key, message, first=(snapshot, outcome))
                 return True
         finally:
-            self.leases.drop(invocation_id)
+            resume.drop()
         self._remember(invocation_id, snapshot)  # not extended: still the journal's prefix
         self._delivered(task, invocation_id, delivery, cached, trigger, message)
         return True
@@ -186,19 +163,10 @@ class Runtime:
         trigger: Trigger,
         message: MessageProxy,
     ) -> None:
-        """Act on a delivery: drive the invocation when it granted the lease, else re-send the
-        message later (the lease is held) or repair what a duplicate trigger's pass sent."""
-        if delivery.conflict:
-            logger.error("%s", WorkflowIdConflict(invocation_id, task.name))
-            return
-        if not delivery.exists:
-            logger.warning("dropping a %s message for unknown invocation %s", trigger.kind, invocation_id)
-            return
+        """Act on a delivery: drive the invocation when it granted the lease, else settle the
+        message (see :meth:`.Mailbox.settle`)."""
         if delivery.token is None:
-            if delivery.locked:
-                self._nudge(message, fresh=not delivery.duplicate)
-            elif delivery.duplicate and not self._fresh_copy(message):
-                self._repair(invocation_id, trigger.key)
+            self.mailbox.settle(task, invocation_id, delivery, trigger, message)
             return
         self._drive(task, invocation_id, delivery, cached, trigger.key, message)
 
@@ -218,8 +186,8 @@ class Runtime:
         """Run a child's first pass while its delivery is on its way (see :class:`~.speculation.Gate`).
 
         The pass counts only when the delivery finds the empty state the pass assumed;
-        otherwise it is abandoned (a leaf's result already sent counts as one more run of an
-        at-least-once body, DESIGN 2.8) and the delivery is handled as usual.
+        otherwise it is abandoned and the delivery is handled as usual (a body run this way
+        counts as one more run of an at-least-once body, DESIGN 2.8).
         """
         invocation_id = record.invocation_id
         snapshot = Snapshot(InvocationMeta(record=record, status="running"))
@@ -227,36 +195,22 @@ class Runtime:
         self._window.watch(gate)
         try:
             outcome = self._pass(task, snapshot, trigger.key, gate=gate)
-            published = False
             retries = outcome.retryable and self._will_retry(task, message, outcome.exception)
-            parent_task = self._local_parent(task, record)
-            if not gate.made and outcome.finished and not retries and parent_task is not None:
-                # A leaf whose parent runs on this queue: record it, then resume the parent here.
-                if self._finish_first_pass(gate, snapshot, outcome):
-                    self._publish(snapshot, outcome)
-                    self._resume_here(parent_task, record, self._outcome(snapshot, outcome))
-                    return
-            elif not gate.made and outcome.finished and not retries:
-                # A leaf: one round trip records it, sent beside the publish of its result to
-                # its parent (which waits for its confirm), so the parent does not meet it.
-                pending = self._beside.submit(self._finish_first_pass, gate, snapshot, outcome)
-                try:
-                    self._publish_ahead(snapshot, outcome)
-                    published = True
-                finally:
-                    finished = pending.result()
-                if finished:
-                    self._publish(snapshot, outcome)
-                    return
+            if not gate.made and outcome.finished and not retries and self._finish_first_pass(gate, snapshot, outcome):
+                # A leaf, recorded in one round trip: its parent is resumed here when it runs on
+                # this queue, else sent the result (its store reads the outcome just recorded).
+                parent_task = self._local_parent(task, record)
+                self._publish(snapshot, outcome, result=parent_task is None)
+                if parent_task is not None:
+                    self._resume_here(parent_task, record)
+                return
             delivery = gate.deliver()  # raises a store error met at the frontier: see handle()
             if outcome.status == "abandoned" or not Gate.fresh(delivery):
                 self._delivered(task, invocation_id, delivery, 0, trigger, message)
                 return
-            first = (snapshot, outcome, published)
-            self._drive(task, invocation_id, delivery, 0, trigger.key, message, first=first)
+            self._drive(task, invocation_id, delivery, 0, trigger.key, message, first=(snapshot, outcome))
         finally:
             gate.close()
-            self.leases.drop(invocation_id)
 
     def _local_parent(self, task: Task[Any, Any], record: InvocationRecord) -> Task[Any, Any] | None:
         """The parent's task when a worker of this queue runs it too (same queue, same app)."""
@@ -265,7 +219,7 @@ class Runtime:
             return None
         return self.app.tasks.get(parent.task)
 
-    def _resume_here(self, parent_task: Task[Any, Any], record: InvocationRecord, outcome: Outcome) -> None:
+    def _resume_here(self, parent_task: Task[Any, Any], record: InvocationRecord) -> None:
         """Deliver a child's result to its parent in this thread: the message it would have
         sent is handled here instead, which saves a hop per step.
 
@@ -276,7 +230,7 @@ class Runtime:
         parent's pass asks for a retry, or anything else stops it here, the result goes as a
         message after all, and the parent's own worker runs it under the parent's retry policy.
         """
-        message = self.outbox.result_message(record, outcome)
+        message = self.outbox.result_message(record)
         try:
             self._handle(parent_task, MessageProxy(message), (), {})
         except Exception:
@@ -285,39 +239,6 @@ class Runtime:
 
     def _finish_first_pass(self, gate: Gate, snapshot: Snapshot, outcome: PassOutcome) -> bool:
         return gate.finish(self._commit(snapshot, outcome)) is not None
-
-    def _not_here(self, task: Task[Any, Any], envelope: AnyEnvelope, message: MessageProxy) -> bool:
-        """True when the message is not delivered here: a timer wake-up that is early (sent on
-        with the remaining delay), a signal or cancel for another task's invocation (forwarded
-        to its actor) or for one not created yet (re-sent later)."""
-        if isinstance(envelope, TimerEnvelope):
-            if envelope.due - time.time() <= DUE_SLACK_S:
-                return False
-            if self.state.is_waiting_on(envelope.invocation_id, envelope.step):
-                self.outbox.send_timer(task.queue_name, task.name, envelope)
-            return True
-        if not isinstance(envelope, SignalEnvelope | CancelEnvelope):
-            return False
-        meta = self.state.get_meta(envelope.invocation_id)
-        if meta is None:
-            nudges = int(message.options.get(NUDGES, 0))
-            if nudges < UNKNOWN_NUDGES:
-                self._nudge(message, transient=True)
-            else:
-                logger.warning("dropping a %s message for unknown invocation %s", envelope.kind, envelope.invocation_id)
-            return True
-        if meta.record.task != task.name:
-            record = meta.record
-            self.outbox.send(record.queue, record.task, [], {}, envelope.model_dump(mode="json"))
-            return True
-        return False
-
-    def _refuse_pipelines(self, task: Task[Any, Any], message: MessageProxy) -> None:
-        if "pipe_target" in message.options:
-            raise MisuseError(
-                f"message {message.message_id!r} for {task.name!r} is part of a dramatiq pipeline; "
-                "pipelines are not supported by encore tasks: compose steps with wf.execute_task"
-            )
 
     # -- driving a held invocation ----------------------------------------------------------
     def _drive(
@@ -328,12 +249,12 @@ class Runtime:
         cached: int,
         origin: str,
         message: MessageProxy,
-        first: tuple[Snapshot, PassOutcome, bool] | None = None,
+        first: tuple[Snapshot, PassOutcome] | None = None,
     ) -> None:
         """Run passes while holding the lease until one suspends or finishes.
 
         ``first`` is a pass already run (on a child's first delivery, see :meth:`_speculate`):
-        its snapshot, its outcome and whether its messages ahead were sent.
+        its snapshot and its outcome.
         """
         token = delivery.token
         assert token is not None
@@ -342,29 +263,18 @@ class Runtime:
         try:
             while True:
                 if first is not None:
-                    snapshot, outcome, published = first
-                    first = None
+                    (snapshot, outcome), first = first, None
                 else:
                     snapshot = self._snapshot(invocation_id, preloaded, cached)
                     outcome = self._pass(task, snapshot, origin)
-                    published = False
                 preloaded = None
                 if outcome.retryable and self._will_retry(task, message, outcome.exception):
+                    self.leases.drop(invocation_id, token)
                     self.state.release(invocation_id, token)
                     assert outcome.exception is not None
                     raise outcome.exception  # dramatiq's Retries re-enqueues with backoff
-                ahead = not outcome.context.data_writes
                 seen = snapshot.length
-                if ahead and not published:
-                    # The commit is built and sent beside the publish, which waits for its
-                    # confirm: the lease is free again well before the child's result arrives.
-                    pending = self._beside.submit(self._commit_pass, invocation_id, token, snapshot, outcome)
-                    try:
-                        self._publish_ahead(snapshot, outcome)
-                    finally:
-                        committed = pending.result()
-                else:
-                    committed = self._commit_pass(invocation_id, token, snapshot, outcome)
+                committed = self._commit_and_start(invocation_id, token, snapshot, outcome)
                 if not committed.ok and committed.rerun:
                     # Stale: a timer resolved a step this pass resolved itself. Nothing was
                     # written, so the snapshot is still the journal's prefix: run again.
@@ -372,10 +282,10 @@ class Runtime:
                     continue
                 if not committed.ok:
                     logger.warning("invocation %s: lease lost before commit; re-sending its message", invocation_id)
-                    self._nudge(message)
+                    self.mailbox.nudge(message)
                     return
-                if not ahead:
-                    self._publish_ahead(snapshot, outcome)
+                if not committed.rerun:
+                    self.leases.drop(invocation_id, token)  # the commit released it
                 self._publish(snapshot, outcome)
                 if outcome.finished:
                     return
@@ -386,7 +296,17 @@ class Runtime:
                 if not committed.rerun:
                     return
         finally:
-            self.leases.drop(invocation_id)
+            self.leases.drop(invocation_id, token)
+
+    def _commit_and_start(
+        self, invocation_id: str, token: str, snapshot: Snapshot, outcome: PassOutcome
+    ) -> CommitResult:
+        """Commit the pass, then send its children's starts: a start counts only for a step its
+        parent recorded, so it never overtakes the commit that records it."""
+        committed = self._commit_pass(invocation_id, token, snapshot, outcome)
+        if committed.ok:
+            self.outbox.start_children(snapshot.meta.record, outcome.context.new_steps)
+        return committed
 
     def _cached(self, invocation_id: str) -> tuple[int, int]:
         """The length and the run of the cached snapshot (0, 0 when none)."""
@@ -494,9 +414,13 @@ class Runtime:
         data = {snapshot.meta.record.identity.workflow_id: ctx.data_writes} if ctx.data_writes else {}
         if outcome.status == "continued":
             carried = [signal.model_dump_json() for signal in ctx.unconsumed_signals()]
-            return Commit(entries=carried, status="running", data=data, seen=snapshot.length, reset=outcome.value)
+            steps = self._recorded_steps(snapshot, outcome)  # children this pass started still run
+            return Commit(
+                entries=carried, status="running", data=data, seen=snapshot.length, reset=outcome.value, steps=steps
+            )
         return Commit(
             entries=[entry.model_dump_json() for entry in ctx.entries],
+            steps=self._recorded_steps(snapshot, outcome),
             status=outcome.status,
             outcome=self._outcome(snapshot, outcome) if outcome.finished else None,
             waiting=ctx.waiting,
@@ -507,27 +431,21 @@ class Runtime:
             seen=snapshot.length,
         )
 
-    # -- messages out -----------------------------------------------------------------------
-    def _publish_ahead(self, snapshot: Snapshot, outcome: PassOutcome) -> None:
-        """With the commit (sent beside it): the messages on the workflow's critical path.
-
-        Sending the children's starts and the result to the parent without waiting for the
-        commit takes its round trip off the path from one step to the next. It is safe because a receiver
-        never depends on this commit: a child's start carries everything the child needs, a
-        result carries its outcome, a result that reaches a parent whose lease is still held
-        is recorded at once (the holder's commit then reruns the pass), and ids are
-        deterministic, so a pass that must run again sends the same messages, which are
-        deduplicated. A crash before the commit leaves the trigger unacked: its redelivery
-        runs the pass again. A pass that wrote workflow data sends them after its commit
-        instead: the child (or the parent) must see that data when it runs.
-        """
+    @staticmethod
+    def _recorded_steps(snapshot: Snapshot, outcome: PassOutcome) -> dict[int, str]:
+        """What the pass's new steps recorded, for the store to check their triggers against."""
         record = snapshot.meta.record
-        self.outbox.start_children(record, outcome.context.new_steps)
-        if outcome.finished and record.parent is not None:
-            self.outbox.send_result(record, self._outcome(snapshot, outcome))
+        return {
+            entry.n: step_record(record, entry)
+            for entry in outcome.context.entries
+            if isinstance(entry, StepEntry | TimerEntry | WaitEntry)
+        }
 
-    def _publish(self, snapshot: Snapshot, outcome: PassOutcome) -> None:
-        """After the commit: the pass's timers, a cancel's cascade, the completion callbacks."""
+    # -- messages out -----------------------------------------------------------------------
+    def _publish(self, snapshot: Snapshot, outcome: PassOutcome, result: bool = True) -> None:
+        """After the commit: the result to the parent (whose store reads the outcome this commit
+        recorded; ``result`` False when the parent is resumed in place), the pass's timers, a
+        cancel's cascade, the completion callbacks."""
         record = snapshot.meta.record
         ctx = outcome.context
         self.outbox.start_timers(record, ctx.new_timers)
@@ -535,6 +453,8 @@ class Runtime:
             reason = snapshot.cancel.reason if snapshot.cancel is not None else ""
             self.outbox.cancel_children(snapshot.pending_steps(), reason)
         if outcome.finished:
+            if result and record.parent is not None:
+                self.outbox.send_result(record)
             self._finished(record, outcome.status, self._outcome(snapshot, outcome))
 
     def _finished(self, record: InvocationRecord, status: str, outcome: Outcome) -> None:
@@ -546,44 +466,3 @@ class Runtime:
             status,
         )
         self.outbox.callback(record, outcome)
-
-    @staticmethod
-    def _fresh_copy(message: MessageProxy) -> bool:
-        """A re-sent copy of a trigger that its first delivery recorded, delivered for the first
-        time: whoever held the lease then answers for the trigger's effects, so there is nothing
-        to repair (and a repair loads the whole journal). A redelivery (after a crash of a worker
-        that may have driven a pass with this copy) is repaired as usual."""
-        return bool(message.options.get(FRESH)) and not getattr(message, "redelivered", False)
-
-    def _nudge(self, message: MessageProxy, transient: bool = False, fresh: bool = False) -> None:
-        """Re-send a copy shortly: the lease is held (contention), was lost, or the store is down.
-
-        Raising ``Retry`` would consume the user's ``max_retries``; a delayed copy does not.
-        """
-        nudges = int(message.options.get(NUDGES, 0))
-        base, cap = (100, 5_000) if transient else (20, 1_000)
-        delay = min(base * 2 ** min(nudges, 16), cap) + random.randint(0, 20)
-        options = {NUDGES: nudges + 1, FRESH: fresh or bool(message.options.get(FRESH))}
-        self.app.broker.enqueue(message.copy(options=options), delay=delay)
-
-    def _repair(self, invocation_id: str, trigger_key: str) -> None:
-        """A trigger seen before: re-send what its pass sent, in case a crash lost it."""
-        meta, entries = self.state.load(invocation_id, 0)
-        if meta is None:
-            return
-        record = meta.record
-        if meta.status in FINISHED:
-            parent = record.parent
-            if parent is not None and self.state.needs_result(parent.invocation_id):
-                self.outbox.send_result(record)
-            return
-        snapshot = Snapshot(meta)
-        snapshot.apply(entries)
-        candidates = [step for step in snapshot.pending_steps() if step.origin == trigger_key]
-        present = self.state.existing([step.child for step in candidates])
-        missing = [step for step, seen in zip(candidates, present, strict=False) if not seen]
-        self.outbox.start_children(record, missing, resent=True)
-        # A timer message may be sent twice: its trigger key resolves the step once.
-        self.outbox.start_timers(record, [timer for timer in snapshot.pending_timers() if timer.origin == trigger_key])
-        if CANCEL_STREAM in snapshot.values and snapshot.cancel is not None:
-            self.outbox.cancel_children(snapshot.pending_steps(), snapshot.cancel.reason)

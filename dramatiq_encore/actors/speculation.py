@@ -108,9 +108,12 @@ class Gate:
             return None
 
     def close(self) -> None:
-        """The message's handling ended (normally or not): the window makes no delivery now."""
+        """The message's handling ended (normally or not): the window makes no delivery now,
+        and a lease the delivery granted is not renewed any more."""
         with self._lock:
             self._make = None
+            if self.delivery is not None:
+                self._leases.drop(self.invocation_id, self.delivery.token)
 
     def __call__(self) -> bool:
         """At the pass's frontier: may the pass go on (its state is the empty one)?"""
@@ -194,6 +197,11 @@ class Resume:
                 self._leases.hold(self._invocation_id, self._delivery.token)
         assert self._delivery is not None
         return self._delivery
+
+    def drop(self) -> None:
+        """The pass is over: a lease the delivery granted is not renewed any more."""
+        if self._delivery is not None:
+            self._leases.drop(self._invocation_id, self._delivery.token)
 
     def confirm(self) -> bool:
         """Whether the pass counts; the first call extends the snapshot when it does."""

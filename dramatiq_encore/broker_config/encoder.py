@@ -93,8 +93,7 @@ def check_body(data: bytes) -> MessageData:
         fields = from_json(data, allow_inf_nan=False)
     except ValueError as exc:
         raise ValueError(
-            f"not JSON ({exc}); NaN, Infinity, invalid UTF-8, lone surrogates and nesting deeper than 200 "
-            "are refused"
+            f"not JSON ({exc}); NaN, Infinity, invalid UTF-8, lone surrogates and nesting deeper than 200 are refused"
         ) from None
     return check_fields(fields)
 

@@ -8,7 +8,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import ConfigurationError
-from ..state.backend import DEFAULT_RETENTION_S
+from ..state.backend import DEFAULT_MAX_SIGNALS, DEFAULT_RETENTION_S
 
 BROKER_SCHEMES = ("amqp", "amqps")
 STATE_SCHEMES = ("redis", "rediss")
@@ -47,6 +47,9 @@ class EncoreSettings(BaseSettings):
     retention: int = Field(default=DEFAULT_RETENTION_S, ge=1, description="seconds finished workflows are kept")
     key_prefix: str = Field(default="encore", pattern=r"^[A-Za-z0-9_.:-]+$", description="prefix of every Redis key")
     max_payload: int = Field(default=1024 * 1024, ge=1024, description="largest arguments or result, in bytes")
+    max_pending_signals: int = Field(
+        default=DEFAULT_MAX_SIGNALS, ge=1, description="most signals a workflow keeps unconsumed; more are refused"
+    )
     state_wait: float = Field(
         default=10.0, ge=0, description="seconds a starting process waits for an unreachable Redis before failing"
     )

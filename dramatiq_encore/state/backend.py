@@ -12,14 +12,23 @@ concurrent workers rests on these primitives alone:
   waits on, and releases the lease in one step, telling the caller to run again when every
   awaited step was resolved while the pass ran.
 
-Triggers: ``start`` creates the invocation; ``result`` resolves step n from the child's
-stored outcome; ``timer`` resolves step n from the outcome the trigger carries; ``signal``
-and ``cancel`` append the journal entry they carry (an active invocation only) and wake
-the invocation (a signal only when it waits on that signal name; a cancel always).
+Triggers are checked against what the invocation recorded before they change anything
+(the trust model: only a step's own child resolves it, a timer only once due):
 
-What a pass waits on: step numbers and signal names. By default the invocation becomes
-runnable when all of them are resolved (``gather``); with ``wake_any`` as soon as one of
-them is (a race: a signal or its timeout, a child or its deadline).
+- ``start`` creates the invocation; a child's start only when its parent's step recorded
+  this child (its fingerprint: task, argument digest, identity and parent), and it is
+  *early* while the parent is active and has not recorded the step yet;
+- ``result`` resolves step n with the outcome the child's own record holds, only when step n
+  recorded that child (it is *early* while the child has recorded no outcome);
+- ``timer`` resolves step n only when step n is a timer due at the time the message carries
+  and that time has passed by the store's clock (else *due*, with the recorded time);
+- ``signal`` and ``cancel`` append the journal entry they carry and wake the invocation (a
+  signal only when it waits on that name; a cancel always); a signal is refused while the
+  limit of unconsumed signals waits.
+
+A message for a finished invocation, or for a step of an earlier run, changes nothing. A
+result, timer or signal for an invocation the store does not know marks that id as lost
+(:meth:`StateBackend.lost_reason`), as does a child's start whose parent it does not know.
 """
 
 from __future__ import annotations
@@ -35,6 +44,10 @@ from .models import CancelEntry, InvocationMeta, InvocationRecord, Outcome, Sign
 
 DEFAULT_LEASE_MS = 5_000
 DEFAULT_RETENTION_S = 7 * 24 * 3600
+DEFAULT_MAX_SIGNALS = 1_000
+#: A timer counts as due this close to its due time (dramatiq's eta has 1 ms steps).
+DUE_SLACK_S = 0.005
+Verdict = Literal["ok", "unknown", "conflict", "refused", "early", "due", "ignored"]
 
 
 class Trigger(BaseModel):
@@ -44,30 +57,33 @@ class Trigger(BaseModel):
     key: str
     step: int | None = None
     child: str | None = None
-    #: timer, result: the outcome that resolves ``step`` (a result without one copies the
-    #: child's stored outcome).
+    #: timer: the outcome that resolves ``step``.
     outcome: Outcome | None = None
+    #: timer: the due time the message carries (it must be the one the step recorded).
+    due: float | None = None
     #: signal: its name (wakes an invocation waiting on it).
     name: str | None = None
     #: signal, cancel: the journal entry (JSON text) appended once.
     entry: str | None = None
+    #: signal: the most signals that may wait unconsumed (this one is refused past it).
+    limit: int = DEFAULT_MAX_SIGNALS
 
     @classmethod
     def start(cls) -> Trigger:
         return cls(kind="start", key="start")
 
     @classmethod
-    def result(cls, step: int, child: str, outcome: Outcome | None = None) -> Trigger:
-        return cls(kind="result", key=f"res:{step}", step=step, child=child, outcome=outcome)
+    def result(cls, step: int, child: str) -> Trigger:
+        return cls(kind="result", key=f"res:{step}", step=step, child=child)
 
     @classmethod
-    def timer(cls, step: int) -> Trigger:
-        return cls(kind="timer", key=f"timer:{step}", step=step, outcome=Outcome(ok=True, value=None))
+    def timer(cls, step: int, due: float) -> Trigger:
+        return cls(kind="timer", key=f"timer:{step}", step=step, due=due, outcome=Outcome(ok=True, value=None))
 
     @classmethod
-    def signal(cls, name: str, payload: Any, signal_id: str) -> Trigger:
+    def signal(cls, name: str, payload: Any, signal_id: str, limit: int = DEFAULT_MAX_SIGNALS) -> Trigger:
         entry = SignalEntry(name=name, payload=payload, id=signal_id).model_dump_json()
-        return cls(kind="signal", key=f"sig:{signal_id}", name=name, entry=entry)
+        return cls(kind="signal", key=f"sig:{signal_id}", name=name, entry=entry, limit=limit)
 
     @classmethod
     def cancel(cls, reason: str = "") -> Trigger:
@@ -78,21 +94,36 @@ class Trigger(BaseModel):
 class Delivery:
     """What :meth:`StateBackend.deliver` found and did.
 
+    ``verdict`` is ``ok`` when the trigger was recorded (``duplicate`` when it had been
+    already), else why not: ``unknown`` (no such invocation; ``detail`` is ``lost`` when the
+    id was marked lost), ``conflict`` (a start with other arguments), ``refused`` (the
+    trigger contradicts what was recorded; ``detail`` says how), ``early`` (try again
+    shortly), ``due`` (a timer before its time; ``detail`` is the recorded due time) or
+    ``ignored`` (a finished invocation or an earlier run; ``detail`` says which).
+
     When the lease was granted and ``load_from`` was given, ``entries`` holds the journal
     from ``loaded_from`` on (the same round trip as the delivery) and ``record`` the record
     when ``loaded_from`` is 0. ``loaded_from`` is 0 when the journal is shorter than asked
     (the id was reused after its retention): the caller's cached prefix is stale.
     """
 
-    exists: bool
+    verdict: Verdict
     duplicate: bool
     status: str
     token: str | None = None
     locked: bool = False
-    conflict: bool = False
+    detail: str = ""
     record: InvocationRecord | None = None
     entries: tuple[str, ...] | None = None
     loaded_from: int = 0
+
+    @property
+    def exists(self) -> bool:
+        return self.verdict != "unknown"
+
+    @property
+    def conflict(self) -> bool:
+        return self.verdict == "conflict"
 
 
 def empty_state(delivery: Delivery) -> bool:
@@ -128,6 +159,9 @@ class Commit:
     #: A first pass run before its state was read: applied only to the empty state of the
     #: first run (see :func:`empty_state`), else stale.
     empty_only: bool = False
+    #: What the pass's new steps recorded, by step number, for :meth:`StateBackend.deliver`
+    #: to check triggers against (see :func:`~.models.step_record`).
+    steps: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,8 +271,13 @@ class StateBackend(abc.ABC):
         """All workflow data values as JSON text."""
 
     @abc.abstractmethod
-    def is_waiting_on(self, invocation_id: str, step: int) -> bool:
-        """True while the invocation is active and step ``step`` is unresolved."""
+    def timer_due(self, invocation_id: str, step: int) -> float | None:
+        """The due time step ``step`` recorded while it is an unresolved timer of an active
+        invocation, else None."""
+
+    @abc.abstractmethod
+    def lost_reason(self, invocation_id: str) -> str | None:
+        """Why the id was marked lost (a message named it, the store had no record), or None."""
 
     @abc.abstractmethod
     def needs_result(self, invocation_id: str) -> bool:
@@ -254,7 +293,10 @@ class StateBackend(abc.ABC):
 
     @abc.abstractmethod
     def wait_finished(self, invocation_id: str, timeout: float | None) -> InvocationMeta | None:
-        """Block until the invocation is finished (or the timeout passes); its metadata."""
+        """Block until the invocation is finished (or the timeout passes); its metadata.
+
+        Raises :class:`~dramatiq_encore.errors.StateLost` when the id is marked lost.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

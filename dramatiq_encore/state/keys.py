@@ -4,13 +4,19 @@ All keys of one root workflow share the Redis Cluster hash tag ``{<root id>}``, 
 Lua script touches a single slot and the store runs on Redis Cluster unchanged::
 
     <prefix>:{<root>}:keys                          set: every key of the root (retention)
+    <prefix>:{<root>}:lost                          hash: invocation id -> why it was marked lost
+                                                    (a message named it, the store had no record)
     <prefix>:{<root>}:wf:<workflow id>:data         hash: workflow data, key -> JSON text
-    <prefix>:{<root>}:inv:<invocation id>:meta      hash: rec, status, outcome, digest, root, wake, run
+    <prefix>:{<root>}:inv:<invocation id>:meta      hash: rec, status, outcome, digest, root, wake, run,
+                                                    fp, first, sigs
     <prefix>:{<root>}:inv:<invocation id>:journal   list: append-only JSON journal entries
     <prefix>:{<root>}:inv:<invocation id>:triggers  set: trigger keys already delivered
     <prefix>:{<root>}:inv:<invocation id>:resolved  set: step numbers whose result arrived
     <prefix>:{<root>}:inv:<invocation id>:waiting   set: step numbers and ``sig:<name>`` signal
                                                     names the last pass waits on
+    <prefix>:{<root>}:inv:<invocation id>:steps     hash: step number -> what it recorded, for
+                                                    checking the triggers that resolve it
+                                                    (``c:<fingerprint>``, ``t:<due>``, ``w``)
     <prefix>:{<root>}:inv:<invocation id>:lock      string: the replay lease's owner token (PX)
 
 Ids may contain ``:`` but never ``{``, ``}`` (refused by :func:`~dramatiq_encore.identity.check_workflow_id`),
@@ -31,6 +37,9 @@ META_DIGEST = "digest"  # compared on a duplicate start without decoding the rec
 META_ROOT = "root"  # "1" when the record has no parent: its finish starts the retention clock
 META_RUN = "run"  # the record's run number once it continued as new (absent: 0)
 META_WAKE = "wake"  # "any" when one resolved waiting member wakes the invocation (a race)
+META_FINGERPRINT = "fp"  # a child's start fingerprint, which its parent's step recorded ('' for a root)
+META_FIRST = "first"  # the last step of the runs before this one: older steps' triggers are ignored
+META_SIGNALS = "sigs"  # signals received and not consumed yet
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +53,8 @@ class InvocationKeys:
     waiting: str
     lock: str
     registry: str
+    steps: str
+    lost: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,6 +86,8 @@ class Keys:
             waiting=f"{head}:waiting",
             lock=f"{head}:lock",
             registry=self.registry(invocation_id),
+            steps=f"{head}:steps",
+            lost=f"{self.tag(invocation_id)}:lost",
         )
 
     def pattern(self) -> str:

@@ -6,6 +6,8 @@ of that journal, so a worker that already holds a prefix only loads the tail.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
@@ -14,6 +16,8 @@ from ..identity import WorkflowIdentity
 
 ACTIVE = ("pending", "running", "suspended")
 FINISHED = ("succeeded", "failed", "cancelled")
+#: A workflow whose state the store lost (a message named it, the store had no record).
+LOST = "lost"
 
 
 class ErrorInfo(BaseModel):
@@ -63,6 +67,20 @@ class InvocationRecord(BaseModel):
     #: Step numbers of this run start after this one, so children's ids never repeat.
     first_step: int = 0
 
+    @property
+    def fingerprint(self) -> str:
+        """What the parent's step recorded about this child ('' for a root): its start counts
+        only when it matches (see :func:`start_fingerprint`)."""
+        if self.parent is None:
+            return ""
+        return start_fingerprint(self.task, self.digest, self.identity, self.parent)
+
+
+def start_fingerprint(task: str, args_digest: str, identity: WorkflowIdentity, parent: ParentRef) -> str:
+    """Digest of everything a child's start carries besides its arguments' own digest."""
+    text = json.dumps([task, args_digest, identity.model_dump(), parent.model_dump()], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 class InvocationMeta(BaseModel):
     """The record plus the mutable status and outcome."""
@@ -70,6 +88,8 @@ class InvocationMeta(BaseModel):
     record: InvocationRecord
     status: str = "pending"
     outcome: Outcome | None = None
+    #: Signals received and not consumed yet (capped: see ``ENCORE_MAX_PENDING_SIGNALS``).
+    signals_waiting: int = 0
 
 
 class ValueEntry(BaseModel):
@@ -150,6 +170,22 @@ class ResolvedEntry(BaseModel):
 
 #: A positional step of any kind: a child task, a timer or a wait for a signal.
 AnyStep = StepEntry | TimerEntry | WaitEntry
+
+
+def step_record(parent: InvocationRecord, step: AnyStep) -> str:
+    """What the state store keeps of a step to check the triggers that resolve it.
+
+    ``c:<fingerprint>`` for a child task (its start and its result must come from that
+    child), ``t:<due>`` for a timer or a signal wait with a timeout (its timer message must
+    carry that due time, and counts only once it has passed), ``w`` for a plain signal wait.
+    """
+    if isinstance(step, StepEntry):
+        ref = ParentRef(invocation_id=parent.invocation_id, task=parent.task, queue=parent.queue, step=step.n)
+        return "c:" + start_fingerprint(step.task, step.digest, step.identity, ref)
+    if step.due is not None:
+        return f"t:{step.due!r}"
+    return "w"
+
 
 JournalEntry = Annotated[
     ValueEntry | StepEntry | TimerEntry | WaitEntry | SignalEntry | CancelEntry | ResolvedEntry,

@@ -8,120 +8,30 @@ prefix and deletes its keys afterwards.
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 
 import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from dramatiq_encore.errors import ConfigurationError
-from dramatiq_encore.identity import WorkflowIdentity, child_invocation_id, root_of
-from dramatiq_encore.state import Commit, MemoryState, RedisState, StateBackend, Trigger
+from dramatiq_encore.state import Commit, RedisState, StateBackend, Trigger
 from dramatiq_encore.state.keys import Keys
-from dramatiq_encore.state.models import ErrorInfo, InvocationRecord, Outcome, ParentRef, ResolvedEntry, ValueEntry
-from tests.support.redis_cluster import redis_cluster
-from tests.support.services import redis_url
-
-MakeState = Callable[..., StateBackend]
-REDIS_KINDS = [pytest.param("redis", marks=pytest.mark.realservices), "cluster"]
-
-
-# -- fixtures -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
-        yield cluster.url
-
-
-def _url(kind: str, request: pytest.FixtureRequest) -> str:
-    if kind == "cluster":
-        return str(request.getfixturevalue("cluster_url"))
-    url = redis_url()
-    if url is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("CI=true and Redis is not available", pytrace=False)
-        pytest.skip("Redis not available: set ENCORE_TEST_REDIS_URL or start it on localhost")
-    return url
-
-
-def _factory(kind: str, request: pytest.FixtureRequest) -> Iterator[MakeState]:
-    made: list[StateBackend] = []
-    prefix = f"encore-contract-{uuid.uuid4().hex[:10]}"
-
-    def make(lease_ms: int = 5_000, retention: int = 3_600) -> StateBackend:
-        state: StateBackend
-        if kind == "memory":
-            state = MemoryState(lease_ms=lease_ms)
-        else:
-            state = RedisState.from_url(_url(kind, request), prefix=prefix, lease_ms=lease_ms, retention=retention)
-        made.append(state)
-        return state
-
-    yield make
-    for state in made:
-        if isinstance(state, RedisState):
-            for key in list(state.client.scan_iter(match=f"{prefix}:*")):
-                state.client.delete(key)  # one by one: keys of several roots live in several slots
-        state.close()
-
-
-@pytest.fixture(params=["memory", *REDIS_KINDS])
-def make_state(request: pytest.FixtureRequest) -> Iterator[MakeState]:
-    yield from _factory(request.param, request)
-
-
-@pytest.fixture(params=REDIS_KINDS)
-def make_redis(request: pytest.FixtureRequest) -> Iterator[MakeState]:
-    yield from _factory(request.param, request)
-
-
-@pytest.fixture
-def state(make_state: MakeState) -> StateBackend:
-    return make_state()
-
-
-# -- helpers --------------------------------------------------------------------------------
-def record(invocation_id: str, digest: str = "d0", parent: ParentRef | None = None) -> InvocationRecord:
-    identity = WorkflowIdentity.root(root_of(invocation_id), "flow")
-    return InvocationRecord(
-        invocation_id=invocation_id, task="flow", queue="default", identity=identity,
-        args=[1, "a"], kwargs={"big": 2**70}, digest=digest, seed=f"seed-{invocation_id}", parent=parent,
-    )
-
-
-def child_record(parent_id: str, step: int) -> InvocationRecord:
-    parent = ParentRef(invocation_id=parent_id, task="flow", queue="default", step=step)
-    return record(child_invocation_id(parent_id, step), digest=f"child-{step}", parent=parent)
-
-
-def entry(value: object) -> str:
-    return ValueEntry(k="random", v=value).model_dump_json()
-
-
-def start(state: StateBackend, invocation_id: str, rec: InvocationRecord | None = None) -> str:
-    delivery = state.deliver(invocation_id, Trigger.start(), rec or record(invocation_id))
-    assert delivery.token is not None, delivery
-    return delivery.token
-
-
-def finish_child(state: StateBackend, parent_id: str, step: int, outcome: Outcome) -> str:
-    child_id = child_invocation_id(parent_id, step)
-    token = start(state, child_id, child_record(parent_id, step))
-    status = "succeeded" if outcome.ok else "failed"
-    assert state.commit(child_id, token, Commit(entries=[], status=status, outcome=outcome)).ok
-    return child_id
-
-
-def suspend_on(state: StateBackend, invocation_id: str, *steps: int) -> None:
-    token = start(state, invocation_id)
-    commit = Commit(entries=[entry(0.5)], status="suspended", waiting=list(steps))
-    committed = state.commit(invocation_id, token, commit)
-    assert committed.ok and not committed.rerun
+from dramatiq_encore.state.models import ErrorInfo, Outcome, ResolvedEntry
+from tests.integration.state_support import (
+    MakeState,
+    child_record,
+    child_steps,
+    entry,
+    finish_child,
+    record,
+    start,
+    suspend_on,
+    timer_steps,
+)
 
 
 # -- deliver --------------------------------------------------------------------------------
@@ -150,33 +60,32 @@ def test_start_with_other_arguments_conflicts_and_changes_nothing(state: StateBa
 
 
 def test_messages_for_unknown_invocations_create_nothing(state: StateBackend) -> None:
-    assert not state.deliver("ghost", Trigger.result(0, "ghost/0"), None).exists
+    assert not state.deliver("ghost", Trigger.result(1, "ghost/1"), None).exists
     assert not state.deliver("ghost", Trigger.start(), None).exists
     assert state.get_meta("ghost") is None and state.load("ghost", 0) == (None, [])
 
 
 def test_result_resolves_the_step_once_with_the_childs_outcome(state: StateBackend) -> None:
-    # Given a workflow suspended on step 0 whose child succeeded
-    suspend_on(state, "wf-1", 0)
-    outcome = Outcome(ok=True, value={"n": 2**70, "s": 'quote " and \u00e9'}, invocation_id="wf-1/0")
-    child_id = finish_child(state, "wf-1", 0, outcome)
+    # Given a workflow suspended on step 1 whose child succeeded
+    suspend_on(state, "wf-1", 1)
+    outcome = Outcome(ok=True, value={"n": 2**70, "s": 'quote " and \u00e9'}, invocation_id="wf-1/1")
+    child_id = finish_child(state, "wf-1", 1, outcome)
     # When the child's result is delivered twice
-    first = state.deliver("wf-1", Trigger.result(0, child_id), None)
-    second = state.deliver("wf-1", Trigger.result(0, child_id), None)
+    first = state.deliver("wf-1", Trigger.result(1, child_id), None)
+    second = state.deliver("wf-1", Trigger.result(1, child_id), None)
     # Then the step is resolved once, with the child's outcome, and the first gets the lease
     assert first.token and not first.duplicate and first.status == "running"
     assert second.duplicate and second.token is None and second.locked
     _, journal = state.load("wf-1", 1)
-    assert journal == [ResolvedEntry(n=0, o=outcome).model_dump_json()]
-    assert not state.is_waiting_on("wf-1", 0)
+    assert journal == [ResolvedEntry(n=1, o=outcome).model_dump_json()]
 
 
 def test_result_of_an_unfinished_child_resolves_nothing(state: StateBackend) -> None:
-    suspend_on(state, "wf-1", 0)
-    start(state, "wf-1/0", child_record("wf-1", 0))
-    delivery = state.deliver("wf-1", Trigger.result(0, "wf-1/0"), None)
-    assert delivery.token is None and delivery.status == "suspended"
-    assert state.load("wf-1", 1)[1] == [] and state.is_waiting_on("wf-1", 0)
+    suspend_on(state, "wf-1", 1)
+    start(state, "wf-1/1", child_record("wf-1", 1))
+    delivery = state.deliver("wf-1", Trigger.result(1, "wf-1/1"), None)
+    assert delivery.verdict == "early" and delivery.token is None
+    assert state.load("wf-1", 1)[1] == [] and state.get_meta("wf-1").status == "suspended"  # type: ignore[union-attr]
 
 
 def test_only_one_of_concurrent_deliveries_gets_the_lease(state: StateBackend) -> None:
@@ -197,12 +106,15 @@ def test_only_one_of_concurrent_deliveries_gets_the_lease(state: StateBackend) -
 
 # -- commit ---------------------------------------------------------------------------------
 def test_commit_with_waiting_steps_already_resolved_reruns_and_keeps_the_lease(state: StateBackend) -> None:
-    # Given a pass that started child 0, whose result arrives while the pass still runs
+    # Given a pass that started child 1 and, keeping the lease, runs again (woken by a signal)
     token = start(state, "wf-1")
-    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=3))
-    assert state.deliver("wf-1", Trigger.result(0, child_id), None).locked
-    # When the pass commits waiting on step 0
-    committed = state.commit("wf-1", token, Commit(entries=[entry(1)], status="suspended", waiting=[0]))
+    started = Commit(entries=[entry(1)], status="suspended", waiting=[], steps=child_steps("wf-1", 1))
+    assert state.commit("wf-1", token, started).rerun
+    # And child 1's result arrives while that pass runs
+    child_id = finish_child(state, "wf-1", 1, Outcome(ok=True, value=3))
+    assert state.deliver("wf-1", Trigger.result(1, child_id), None).locked
+    # When the pass commits waiting on step 1
+    committed = state.commit("wf-1", token, Commit(entries=[entry(2)], status="suspended", waiting=[1]))
     # Then it must run again at once, still holding the lease
     assert committed.ok and committed.rerun
     assert state.renew("wf-1", token)
@@ -213,12 +125,13 @@ def test_commit_with_waiting_steps_already_resolved_reruns_and_keeps_the_lease(s
 
 def test_commit_waiting_on_unresolved_steps_suspends_and_releases(state: StateBackend) -> None:
     token = start(state, "wf-1")
-    committed = state.commit("wf-1", token, Commit(entries=[entry(1)], status="suspended", waiting=[0, 1]))
+    timers = Commit(entries=[entry(1)], status="suspended", waiting=[1, 2], steps=timer_steps(7.5, 1, 2))
+    committed = state.commit("wf-1", token, timers)
     assert committed.ok and not committed.rerun
     meta = state.get_meta("wf-1")
     assert meta is not None and meta.status == "suspended"
     assert not state.renew("wf-1", token) and state.acquire("wf-1") is None
-    assert state.is_waiting_on("wf-1", 0) and state.is_waiting_on("wf-1", 1)
+    assert state.timer_due("wf-1", 1) == 7.5 and state.timer_due("wf-1", 2) == 7.5
 
 
 def test_commit_with_a_wrong_token_writes_nothing(state: StateBackend) -> None:
@@ -237,7 +150,7 @@ def test_finished_commit_records_the_outcome_and_releases(state: StateBackend) -
     assert state.commit("wf-1", token, Commit(entries=[entry(1)], status="failed", outcome=outcome)).ok
     meta = state.get_meta("wf-1")
     assert meta is not None and meta.status == "failed" and meta.outcome == outcome
-    assert state.acquire("wf-1") is None and not state.is_waiting_on("wf-1", 0)
+    assert state.acquire("wf-1") is None and state.timer_due("wf-1", 1) is None
 
 
 def test_commit_writes_workflow_data(state: StateBackend) -> None:
@@ -262,30 +175,32 @@ def test_large_commit_is_applied_whole(state: StateBackend) -> None:
 def test_commit_reports_where_the_passs_entries_landed(state: StateBackend) -> None:
     # Given a pass that saw an empty journal
     token = start(state, "wf-1")
-    committed = state.commit("wf-1", token, Commit(entries=[entry(1), entry(2)], status="suspended", waiting=[0]))
+    first = Commit(entries=[entry(1), entry(2)], status="suspended", waiting=[1], steps=child_steps("wf-1", 1))
+    committed = state.commit("wf-1", token, first)
     # Then its entries start at 0: a cached snapshot of length 0 may fold them itself
     assert committed.ok and committed.appended_at == 0
     # And when a result arrived before the next pass's commit, its entries land after it
-    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=1))
-    token = state.deliver("wf-1", Trigger.result(0, child_id), None).token
+    child_id = finish_child(state, "wf-1", 1, Outcome(ok=True, value=1))
+    token = state.deliver("wf-1", Trigger.result(1, child_id), None).token
     assert token is not None
-    committed = state.commit("wf-1", token, Commit(entries=[entry(3)], status="suspended", waiting=[1], seen=2))
+    committed = state.commit("wf-1", token, Commit(entries=[entry(3)], status="suspended", waiting=[2], seen=2))
     assert committed.ok and committed.appended_at == 3
 
 
 def test_deliver_soon_is_deliver_read_later(state: StateBackend) -> None:
-    suspend_on(state, "wf-1", 0)
-    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=7))
-    read = state.deliver_soon("wf-1", Trigger.result(0, child_id, Outcome(ok=True, value=7)), None, load_from=1)
+    suspend_on(state, "wf-1", 1)
+    child_id = finish_child(state, "wf-1", 1, Outcome(ok=True, value=7))
+    read = state.deliver_soon("wf-1", Trigger.result(1, child_id), None, load_from=1)
     delivery = read()
     assert delivery.token and not delivery.duplicate and delivery.loaded_from == 1
-    assert delivery.entries == (ResolvedEntry(n=0, o=Outcome(ok=True, value=7)).model_dump_json(),)
-    again = state.deliver_soon("wf-1", Trigger.result(0, child_id), None)()
+    assert delivery.entries == (ResolvedEntry(n=1, o=Outcome(ok=True, value=7)).model_dump_json(),)
+    again = state.deliver_soon("wf-1", Trigger.result(1, child_id), None)()
     assert again.duplicate and again.locked and again.token is None
 
 
 def test_finish_first_pass_creates_and_finishes_in_one_step(state: StateBackend) -> None:
     # Given a child's first pass that ran before its delivery and succeeded
+    suspend_on(state, "wf-1", 1)
     rec = child_record("wf-1", 1)
     outcome = Outcome(ok=True, value={"n": 2**70}, invocation_id=rec.invocation_id)
     commit = Commit(entries=[], status="succeeded", outcome=outcome)
@@ -303,6 +218,7 @@ def test_finish_first_pass_creates_and_finishes_in_one_step(state: StateBackend)
 
 def test_finish_first_pass_commits_nothing_over_a_journal(state: StateBackend) -> None:
     # Given a child whose earlier attempt recorded a value, then lost its lease
+    suspend_on(state, "wf-1", 1)
     rec = child_record("wf-1", 1)
     token = start(state, rec.invocation_id, rec)
     assert state.commit(rec.invocation_id, token, Commit(entries=[entry(1)], status="running", waiting=[5])).ok
@@ -356,17 +272,18 @@ def test_waiting_for_an_unfinished_root_times_out_with_its_status(state: StateBa
 
 
 def test_a_parent_needs_a_childs_result_again_while_it_is_active(state: StateBackend) -> None:
-    # Waiting for step 0, after it resolved, and suspended on a later step: all active
-    suspend_on(state, "wf-1", 0)
+    # Waiting for step 1, after it resolved, and suspended on a later step: all active
+    suspend_on(state, "wf-1", 1)
     assert state.needs_result("wf-1")
-    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=1))
-    token = state.deliver("wf-1", Trigger.result(0, child_id), None).token
+    child_id = finish_child(state, "wf-1", 1, Outcome(ok=True, value=1))
+    token = state.deliver("wf-1", Trigger.result(1, child_id), None).token
     assert token is not None and state.needs_result("wf-1")
-    assert state.commit("wf-1", token, Commit(entries=[entry(2)], status="suspended", waiting=[1], seen=2)).ok
+    second = Commit(entries=[entry(2)], status="suspended", waiting=[2], seen=2, steps=child_steps("wf-1", 2))
+    assert state.commit("wf-1", token, second).ok
     assert state.needs_result("wf-1")
     # Finished: never again
-    child_id = finish_child(state, "wf-1", 1, Outcome(ok=True, value=2))
-    token = state.deliver("wf-1", Trigger.result(1, child_id), None).token
+    child_id = finish_child(state, "wf-1", 2, Outcome(ok=True, value=2))
+    token = state.deliver("wf-1", Trigger.result(2, child_id), None).token
     assert token is not None
     assert state.commit("wf-1", token, Commit(entries=[], status="succeeded", outcome=Outcome(ok=True))).ok
     assert not state.needs_result("wf-1") and not state.needs_result("ghost")
@@ -404,14 +321,17 @@ def test_load_from_an_index_returns_only_the_tail(state: StateBackend) -> None:
     assert state.load("wf-1", 5)[1] == [] and state.load("wf-1", 0)[1] == entries
 
 
-def test_is_waiting_on_and_existing(state: StateBackend) -> None:
-    assert not state.is_waiting_on("wf-1", 0) and state.existing([]) == []
-    suspend_on(state, "wf-1", 0)
-    assert state.is_waiting_on("wf-1", 0) and state.is_waiting_on("wf-1", 1)
-    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=1))
-    state.deliver("wf-1", Trigger.result(0, child_id), None)
-    assert not state.is_waiting_on("wf-1", 0)
-    assert state.existing(["wf-1", child_id, "wf-1/1", "elsewhere"]) == [True, True, False, False]
+def test_timer_due_and_existing(state: StateBackend) -> None:
+    assert state.timer_due("wf-1", 1) is None and state.existing([]) == []
+    token = start(state, "wf-1")
+    steps = {**timer_steps(0.25, 1), **child_steps("wf-1", 2)}
+    assert state.commit("wf-1", token, Commit(entries=[], status="suspended", waiting=[1, 2], steps=steps)).ok
+    # A timer step reports its due time until resolved; a child step is not a timer
+    assert state.timer_due("wf-1", 1) == 0.25 and state.timer_due("wf-1", 2) is None
+    state.deliver("wf-1", Trigger.timer(1, 0.25), None)
+    assert state.timer_due("wf-1", 1) is None
+    child_id = finish_child(state, "wf-1", 2, Outcome(ok=True, value=1))
+    assert state.existing(["wf-1", child_id, "wf-1/3", "elsewhere"]) == [True, True, False, False]
 
 
 def test_wait_finished(state: StateBackend) -> None:
@@ -437,15 +357,20 @@ def test_a_finished_root_gives_every_key_of_its_tree_the_retention(make_redis: M
     assert isinstance(state, RedisState)
     token = start(state, "wf-1")
     data = {"wf-1": {"a": "1"}}
-    assert state.commit("wf-1", token, Commit(entries=[entry(1)], status="suspended", waiting=[0], data=data)).ok
-    child_id = finish_child(state, "wf-1", 0, Outcome(ok=True, value=1))
+    steps = child_steps("wf-1", 1)
+    assert state.commit(
+        "wf-1", token, Commit(entries=[entry(1)], status="suspended", waiting=[1], data=data, steps=steps)
+    ).ok
+    child_id = finish_child(state, "wf-1", 1, Outcome(ok=True, value=1))
     assert all(ttl == -1 for ttl in _ttls(state, "wf-1").values())  # a child finishing starts no clock
-    resumed = state.deliver("wf-1", Trigger.result(0, child_id), None).token
+    resumed = state.deliver("wf-1", Trigger.result(1, child_id), None).token
     assert resumed is not None
-    assert state.commit("wf-1", resumed, Commit(entries=[], status="succeeded", outcome=Outcome(ok=True))).ok
+    finish = Commit(entries=[], status="succeeded", outcome=Outcome(ok=True), steps=child_steps("wf-1", 5))
+    assert state.commit("wf-1", resumed, finish).ok
     ttls = _ttls(state, "wf-1")
     assert len(ttls) >= 8 and all(0 < ttl <= 120 for ttl in ttls.values()), ttls
-    # A key written after the root finished inherits the retention instead of living forever.
+    # A key written after the root finished (a fire-and-forget child of its last pass) inherits
+    # the retention instead of living forever.
     late = start(state, "wf-1/5", child_record("wf-1", 5))
     assert state.commit("wf-1/5", late, Commit(entries=[entry(2)], status="suspended", waiting=[0])).ok
     assert all(0 < ttl <= 120 for ttl in _ttls(state, "wf-1").values())
@@ -455,9 +380,10 @@ def test_every_key_stays_under_the_prefix_and_the_roots_hash_tag(make_redis: Mak
     state = make_redis()
     assert isinstance(state, RedisState)
     root = f"prefix-check-{uuid.uuid4().hex}"
-    suspend_on(state, root, 0)
-    finish_child(state, root, 0, Outcome(ok=True, value=1))
-    state.deliver(root, Trigger.result(0, f"{root}/0"), None)
+    suspend_on(state, root, 1)
+    finish_child(state, root, 1, Outcome(ok=True, value=1))
+    state.deliver(root, Trigger.result(1, f"{root}/1"), None)
+    state.deliver(f"{root}/9", Trigger.timer(1, 0.0), None)  # marks it lost, under the root's tag
     keys = list(state.client.scan_iter(match=f"*{root}*"))
     assert keys and all(key.startswith(f"{state.keys.prefix}:{{{root}}}:") for key in keys), keys
     assert len({key_slot(key.encode()) for key in keys}) == 1

@@ -7,7 +7,8 @@ import threading
 import time
 import uuid
 
-from ..backend import Commit, CommitResult, Delivery, StateBackend, Trigger
+from ...errors import StateLost
+from ..backend import DUE_SLACK_S, Commit, CommitResult, Delivery, StateBackend, Trigger
 from ..models import ACTIVE, FINISHED, InvocationMeta, InvocationRecord, Outcome, ResolvedEntry
 
 
@@ -24,9 +25,18 @@ class _Invocation:
     wake_any: bool = False
     lock_token: str | None = None
     lock_until: float = 0.0
+    #: What each step recorded (see ``step_record``), the last step of the runs before this
+    #: one, and the signals received and not consumed yet.
+    steps: dict[int, str] = dataclasses.field(default_factory=dict)
+    first: int = 0
+    sigs: int = 0
 
     def meta(self) -> InvocationMeta:
-        return InvocationMeta(record=self.record, status=self.status, outcome=self.outcome)
+        return InvocationMeta(record=self.record, status=self.status, outcome=self.outcome, signals_waiting=self.sigs)
+
+
+def _refused(detail: str, status: str = "pending") -> Delivery:
+    return Delivery(verdict="refused", duplicate=False, status=status, detail=detail)
 
 
 class MemoryState(StateBackend):
@@ -41,6 +51,7 @@ class MemoryState(StateBackend):
             self.lease_ms = lease_ms
         self._invocations: dict[str, _Invocation] = {}
         self._data: dict[str, dict[str, str]] = {}
+        self._lost: dict[str, str] = {}
         self._cond = threading.Condition()
 
     # -- leases -------------------------------------------------------------------------
@@ -77,49 +88,127 @@ class MemoryState(StateBackend):
         with self._cond:
             inv = self._invocations.get(invocation_id)
             if inv is None:
-                if trigger.kind != "start" or record is None:
-                    return Delivery(exists=False, duplicate=False, status="pending")
-                inv = self._invocations[invocation_id] = _Invocation(record=record)
-            elif trigger.kind == "start" and record is not None and record.digest != inv.record.digest:
-                return Delivery(exists=True, duplicate=True, status=inv.status, conflict=True)
+                inv, created = self._create(invocation_id, trigger, record)
+                if inv is None:
+                    return created
+            elif trigger.kind == "start" and record is not None:
+                if record.digest != inv.record.digest:
+                    return Delivery(verdict="conflict", duplicate=True, status=inv.status)
+                if record.fingerprint != inv.record.fingerprint:
+                    step = record.parent.step if record.parent is not None else 0
+                    return _refused(f"its parent recorded another task or identity at step {step}")
+            if trigger.kind != "start" and inv.status not in ACTIVE:
+                detail = f"the invocation is {inv.status}"
+                return Delivery(verdict="ignored", duplicate=False, status=inv.status, detail=detail)
             duplicate = trigger.key in inv.triggers
             if not duplicate:
+                verdict = self._check(inv, trigger)
+                if verdict is not None:
+                    return verdict
                 inv.triggers.add(trigger.key)
                 self._apply(inv, trigger)
-            if not self._runnable(inv):
-                return Delivery(exists=True, duplicate=duplicate, status=inv.status)
-            token = self._try_lock(inv)
-            if token is None:
-                return Delivery(exists=True, duplicate=duplicate, status=inv.status, locked=True)
-            if load_from is None:
-                return Delivery(exists=True, duplicate=duplicate, status=inv.status, token=token)
-            start = load_from if load_from <= len(inv.journal) and run == inv.record.run else 0
+            return self._lease(inv, duplicate, load_from, run)
+
+    def _create(
+        self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None
+    ) -> tuple[_Invocation | None, Delivery]:
+        """Create the invocation from a start (a child's only as its parent's step recorded it)."""
+        if trigger.kind != "start" or record is None:
+            if trigger.kind in ("result", "timer", "signal"):
+                return None, self._mark_lost(invocation_id, f"a {trigger.kind} message named it")
+            return None, Delivery(verdict="unknown", duplicate=False, status="pending")
+        parent = record.parent
+        if parent is not None:
+            owner = self._invocations.get(parent.invocation_id)
+            if owner is None:
+                return None, self._mark_lost(parent.invocation_id, "a child start named it")
+            recorded = owner.steps.get(parent.step)
+            if recorded is None and owner.status in ACTIVE:
+                return None, Delivery(verdict="early", duplicate=False, status="pending")
+            if recorded is None:
+                return None, _refused(f"its parent finished without recording step {parent.step}")
+            if recorded != "c:" + record.fingerprint:
+                return None, _refused(f"its parent recorded another task, arguments or identity at step {parent.step}")
+        self._lost.pop(invocation_id, None)  # started again after it was marked lost
+        inv = self._invocations[invocation_id] = _Invocation(record=record)
+        return inv, Delivery(verdict="ok", duplicate=False, status="pending")
+
+    def _mark_lost(self, invocation_id: str, why: str) -> Delivery:
+        self._lost[invocation_id] = why
+        self._cond.notify_all()
+        return Delivery(verdict="unknown", duplicate=False, status="pending", detail="lost")
+
+    def _check(self, inv: _Invocation, trigger: Trigger) -> Delivery | None:
+        """Why a new trigger is not accepted now (a reply for the caller), or None."""
+        if trigger.kind == "signal" and inv.sigs >= trigger.limit:
+            return _refused(f"{inv.sigs} signals are waiting to be consumed, the limit", inv.status)
+        if trigger.kind not in ("result", "timer"):
+            return None
+        assert trigger.step is not None
+        if trigger.step <= inv.first:
+            return Delivery(verdict="ignored", duplicate=False, status=inv.status, detail="a step of an earlier run")
+        recorded = inv.steps.get(trigger.step, "")
+        if trigger.kind == "result":
+            return self._check_result(inv, trigger, recorded)
+        if not recorded.startswith("t:"):
+            return _refused(f"no timer is recorded at step {trigger.step}")
+        due = float(recorded[2:])
+        if trigger.due != due:
+            return _refused(f"step {trigger.step} is due at {recorded[2:]}, not {trigger.due!r}")
+        if time.time() < due - DUE_SLACK_S:
+            return Delivery(verdict="due", duplicate=False, status=inv.status, detail=recorded[2:])
+        return None
+
+    def _check_result(self, inv: _Invocation, trigger: Trigger, recorded: str) -> Delivery | None:
+        if not recorded.startswith("c:"):
+            return _refused(f"no child task is recorded at step {trigger.step}")
+        child = self._invocations.get(trigger.child or "")
+        if child is None:
+            return Delivery(verdict="early", duplicate=False, status=inv.status, detail="the child has no record yet")
+        if child.record.fingerprint != recorded[2:]:
+            return _refused(f"the reporting child is not the one step {trigger.step} started")
+        if child.outcome is None:
             return Delivery(
-                exists=True,
-                duplicate=duplicate,
-                status=inv.status,
-                token=token,
-                record=inv.record if start == 0 else None,
-                entries=tuple(inv.journal[start:]),
-                loaded_from=start,
+                verdict="early", duplicate=False, status=inv.status, detail="the child has recorded no outcome"
             )
+        return None
+
+    def _lease(self, inv: _Invocation, duplicate: bool, load_from: int | None, run: int) -> Delivery:
+        if not self._runnable(inv):
+            return Delivery(verdict="ok", duplicate=duplicate, status=inv.status)
+        token = self._try_lock(inv)
+        if token is None:
+            return Delivery(verdict="ok", duplicate=duplicate, status=inv.status, locked=True)
+        if load_from is None:
+            return Delivery(verdict="ok", duplicate=duplicate, status=inv.status, token=token)
+        start = load_from if load_from <= len(inv.journal) and run == inv.record.run else 0
+        return Delivery(
+            verdict="ok",
+            duplicate=duplicate,
+            status=inv.status,
+            token=token,
+            record=inv.record if start == 0 else None,
+            entries=tuple(inv.journal[start:]),
+            loaded_from=start,
+        )
 
     def _apply(self, inv: _Invocation, trigger: Trigger) -> None:
         if trigger.kind == "result":
             assert trigger.step is not None and trigger.child is not None
-            child = self._invocations.get(trigger.child)
-            outcome = trigger.outcome or (child.outcome if child is not None else None)
-            if outcome is not None:
-                self._resolve(inv, trigger.step, outcome)
+            child = self._invocations[trigger.child]
+            assert child.outcome is not None
+            self._resolve(inv, trigger.step, child.outcome)
         elif trigger.kind == "timer":
             assert trigger.step is not None and trigger.outcome is not None
             self._resolve(inv, trigger.step, trigger.outcome)
-        elif trigger.kind in ("signal", "cancel") and inv.status in ACTIVE:
+        elif trigger.kind in ("signal", "cancel"):
             assert trigger.entry is not None
             inv.journal.append(trigger.entry)
             if trigger.kind == "cancel":
                 self._wake(inv)
-            elif trigger.name in inv.signals:
+                return
+            inv.sigs += 1
+            if trigger.name in inv.signals:
                 inv.signals.discard(trigger.name)
                 if inv.wake_any:
                     self._wake(inv)
@@ -161,10 +250,14 @@ class MemoryState(StateBackend):
             if commit.reset is not None:
                 if grew:
                     return CommitResult(ok=False, rerun=True)  # stale: carry over what arrived
-                inv.record, inv.journal, inv.resolved = commit.reset, [], set()
+                inv.record, inv.journal, inv.resolved, inv.steps = commit.reset, [], set(), {}
+                inv.first, inv.sigs = commit.reset.first_step, len(commit.entries)  # carried signals
+            else:
+                inv.sigs -= len(commit.claims)  # each claim consumed a signal
             at = None if commit.reset is not None else len(inv.journal)
             inv.journal.extend(commit.entries)
             inv.resolved.update(commit.claims)
+            inv.steps.update(commit.steps)
             for workflow_id, values in commit.data.items():
                 self._data.setdefault(workflow_id, {}).update(values)
             if commit.status in FINISHED:
@@ -221,10 +314,17 @@ class MemoryState(StateBackend):
         with self._cond:
             return dict(self._data.get(workflow_id, {}))
 
-    def is_waiting_on(self, invocation_id: str, step: int) -> bool:
+    def timer_due(self, invocation_id: str, step: int) -> float | None:
         with self._cond:
             inv = self._invocations.get(invocation_id)
-            return inv is not None and inv.status in ACTIVE and step not in inv.resolved
+            if inv is None or inv.status not in ACTIVE or step in inv.resolved:
+                return None
+            recorded = inv.steps.get(step, "")
+            return float(recorded[2:]) if recorded.startswith("t:") else None
+
+    def lost_reason(self, invocation_id: str) -> str | None:
+        with self._cond:
+            return None if invocation_id in self._invocations else self._lost.get(invocation_id)
 
     def needs_result(self, invocation_id: str) -> bool:
         with self._cond:
@@ -242,6 +342,8 @@ class MemoryState(StateBackend):
                 inv = self._invocations.get(invocation_id)
                 if inv is not None and inv.status in FINISHED:
                     return inv.meta()
+                if inv is None and invocation_id in self._lost:
+                    raise StateLost(invocation_id, self.describe(), self._lost[invocation_id])
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None if inv is None else inv.meta()

@@ -8,66 +8,37 @@ format lives in :mod:`dramatiq_encore.state.keys`. The semantics are those of
 from __future__ import annotations
 
 import dataclasses
-import functools
-import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from importlib import resources
-from typing import Any, Protocol, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis
-from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import ClusterDownError, ReadOnlyError, RedisClusterException, TryAgainError
 
 from ...broker_config.settings import redact
-from ...errors import ConfigurationError
+from ...errors import ConfigurationError, StateUnavailable
 from ..backend import DEFAULT_RETENTION_S, Commit, CommitResult, Delivery, StateBackend, Trigger
-from ..keys import META_OUTCOME, META_RECORD, META_STATUS, Keys
-from ..models import ACTIVE, FINISHED, InvocationMeta, InvocationRecord, Outcome
+from ..keys import META_OUTCOME, META_RECORD, META_SIGNALS, META_STATUS, Keys
+from ..models import FINISHED, InvocationMeta, InvocationRecord, Outcome
+from . import redis_wait
+from .redis_client import (
+    TRANSIENT,
+    UNREACHABLE,
+    RedisClient,
+    connect,
+    script_source,
+    text,
+    unavailable,
+    unreachable_at_start,
+    warn_if_state_can_be_lost,
+    where,
+)
 
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
-
-
-class RedisClient(Protocol):
-    """What this backend uses of a client: ``redis.Redis`` and ``redis.cluster.RedisCluster`` fit.
-
-    Typed structurally because redis-py's own annotations and the types-redis stubs disagree
-    on whether the client classes are generic.
-    """
-
-    def register_script(self, script: str) -> Script: ...
-    def hget(self, name: str, key: str) -> Any: ...
-    def hmget(self, name: str, keys: list[str]) -> Any: ...
-    def hgetall(self, name: str) -> Any: ...
-    def info(self, section: str) -> Any: ...
-    def pipeline(self, transaction: bool = ...) -> Any: ...
-    def close(self) -> None: ...
-
-
-# Errors that mean "no Redis answers there" (a wrong password is a ConnectionError too).
-_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisClusterException)
-_POLL_FIRST_S = 0.002
-_POLL_MAX_S = 0.05
-_SUBSCRIBED_RECHECK_S = 1.0
-
-
-@functools.cache
-def _script_source(name: str) -> str:
-    lua = resources.files("dramatiq_encore.state").joinpath("lua")
-    # Generated from models.ACTIVE so the statuses are defined once, in Python.
-    active = "local ACTIVE = {" + ", ".join(f"[{s!r}] = true" for s in ACTIVE) + "}\n"
-    common = lua.joinpath("common.lua").read_text("utf-8")
-    return active + common + lua.joinpath(f"{name}.lua").read_text("utf-8")
-
-
-def _text(value: Any) -> Any:
-    # from_url clients decode replies; a client handed to __init__ may not.
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _payload(trigger: Trigger) -> str:
@@ -75,44 +46,6 @@ def _payload(trigger: Trigger) -> str:
     if trigger.outcome is not None:
         return trigger.outcome.model_dump_json()
     return trigger.entry or ""
-
-
-def _unreachable(where: str, secret: str | None, exc: BaseException) -> ConfigurationError:
-    detail = f"{type(exc).__name__}: {exc}"
-    if secret:
-        detail = detail.replace(secret, "***")
-    return ConfigurationError(
-        f"cannot reach the Redis state store at {where} ({detail}). "
-        "Check ENCORE_STATE_URL (scheme, host, port, password) and that Redis is running."
-    )
-
-
-def _cluster_enabled(probe: RedisClient) -> bool:
-    try:
-        info = probe.info("cluster")
-    except redis.ResponseError:  # INFO refused by an ACL: assume a standalone server
-        return False
-    return int(info.get("cluster_enabled", 0)) == 1
-
-
-def _connect(url: str, cluster: bool | None) -> RedisClient:
-    if cluster is None:
-        probe: RedisClient = redis.Redis.from_url(url, decode_responses=True)
-        if not _cluster_enabled(probe):
-            return probe
-        probe.close()
-        cluster = True
-    if cluster:
-        # The types-redis stub of RedisCluster lacks register_script; redis-py has it.
-        return cast(RedisClient, RedisCluster.from_url(url, decode_responses=True))
-    return redis.Redis.from_url(url, decode_responses=True)
-
-
-def _where(client: RedisClient) -> str:
-    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
-    if not kwargs:
-        return "Redis (client given)"
-    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
 
 
 class RedisState(StateBackend):
@@ -128,10 +61,10 @@ class RedisState(StateBackend):
     constructor instead; ``url_for_errors`` then names it (password removed) in messages.
     """
 
-    # A restart or failover: the runtime re-sends the message later. A script is atomic, so
-    # one that did run before its reply was lost shows up as a duplicate trigger, which the
-    # runtime repairs.
-    transient_errors = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError, ReadOnlyError)
+    # A restart or failover (every Redis error of that kind is raised as StateUnavailable):
+    # the runtime re-sends the message later. A script is atomic, so one that did run before
+    # its reply was lost shows up as a duplicate trigger, which the runtime repairs.
+    transient_errors = (StateUnavailable,)
 
     def __init__(
         self,
@@ -149,7 +82,7 @@ class RedisState(StateBackend):
         self.retention_s = retention
         if lease_ms is not None:
             self.lease_ms = lease_ms
-        self._where = redact(url_for_errors) if url_for_errors else _where(client)
+        self._where = redact(url_for_errors) if url_for_errors else where(client)
         # Kept only to scrub it from driver messages; never logged or shown.
         self._secret = urlsplit(url_for_errors).password if url_for_errors else None
         self._reached = False
@@ -159,8 +92,9 @@ class RedisState(StateBackend):
         self._commit = self._register("commit")
         self._release = self._register("release")
         self._renew = self._register("renew")
-        self._is_waiting_on = self._register("is_waiting_on")
+        self._timer_due = self._register("timer_due")
         self._needs_result = self._register("needs_result")
+        self._status = self._register("status")
 
     @classmethod
     def from_url(
@@ -184,11 +118,11 @@ class RedisState(StateBackend):
         pause = 0.2
         while True:
             try:
-                client = _connect(url, cluster)
+                client = connect(url, cluster)
                 break
-            except _UNREACHABLE as exc:
+            except UNREACHABLE as exc:
                 if time.monotonic() + pause > deadline:
-                    raise _unreachable(redact(url), urlsplit(url).password, exc) from None
+                    raise unreachable_at_start(redact(url), urlsplit(url).password, exc) from None
                 logger.warning("Redis at %s does not answer (%s); trying again", redact(url), type(exc).__name__)
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
@@ -198,22 +132,29 @@ class RedisState(StateBackend):
         # Probing (cluster=None) or discovering the cluster's nodes already reached Redis:
         # a later outage is transient, not a configuration error.
         state._reached = cluster is not False
+        warn_if_state_can_be_lost(client, redact(url))
         return state
 
     def _register(self, name: str) -> Script:
-        script: Script = self.client.register_script(_script_source(name))
+        script: Script = self.client.register_script(script_source(name))
         return script
 
     def _do(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run one command; turn "nobody answers" on the very first one into a clear error."""
-        if self._reached:
-            return fn(*args)
+        """Run one command; "nobody answers" becomes an error that names the store: a
+        :class:`~dramatiq_encore.errors.ConfigurationError` on the very first command (the URL
+        is likely wrong), a :class:`~dramatiq_encore.errors.StateUnavailable` later."""
         try:
             result = fn(*args)
-        except _UNREACHABLE as exc:
-            raise _unreachable(self._where, self._secret, exc) from None
+        except (*UNREACHABLE, *TRANSIENT) as exc:
+            raise self.error(exc) from None
         self._reached = True
         return result
+
+    def error(self, exc: BaseException) -> ConfigurationError | StateUnavailable:
+        """The library's error for a Redis client's error ``exc`` (password removed)."""
+        if not self._reached:
+            return unreachable_at_start(self._where, self._secret, exc)
+        return unavailable(self._where, self._secret, exc)
 
     def _token(self) -> str:
         return secrets.token_hex(16)
@@ -251,34 +192,58 @@ class RedisState(StateBackend):
         run: int,
     ) -> tuple[list[str], list[Any]]:
         k = self.keys.invocation(invocation_id)
-        child = k.meta if trigger.child is None else self.keys.meta(trigger.child)
-        keys = [k.meta, k.journal, k.triggers, k.resolved, k.waiting, k.lock, k.registry, child]
+        rel_meta, rel_steps = k.meta, k.steps
+        parent = None if record is None else record.parent
+        step = trigger.step
+        if trigger.child is not None:  # a result: the reporting child's record
+            rel_meta = self.keys.meta(trigger.child)
+        elif parent is not None:  # a child's start: its parent's record of the step
+            rel = self.keys.invocation(parent.invocation_id)
+            rel_meta, rel_steps, step = rel.meta, rel.steps, parent.step
+        keys = [
+            k.meta,
+            k.journal,
+            k.triggers,
+            k.resolved,
+            k.waiting,
+            k.lock,
+            k.registry,
+            k.steps,
+            k.lost,
+            rel_meta,
+            rel_steps,
+        ]
         args = [
             trigger.kind,
             trigger.key,
             "" if record is None else record.model_dump_json(),
             "" if record is None else record.digest,
-            "1" if record is not None and record.parent is None else "0",
-            "" if trigger.step is None else trigger.step,
+            "1" if record is not None and parent is None else "0",
+            "" if step is None else step,
             self._token(),
             self.lease_ms,
             "" if load_from is None else load_from,
             _payload(trigger),
             trigger.name or "",
             run,
+            invocation_id,
+            "" if record is None else record.fingerprint,
+            "" if trigger.due is None else repr(trigger.due),
+            trigger.limit,
+            self.retention_s,
         ]
         return keys, args
 
     @staticmethod
     def _delivery(reply: Any, record: InvocationRecord | None) -> Delivery:
-        exists, duplicate, status, token, locked, conflict, *loaded = reply
+        verdict, detail, duplicate, status, token, locked, *loaded = reply
         delivery = Delivery(
-            exists=bool(exists),
+            verdict=text(verdict),
             duplicate=bool(duplicate),
-            status=_text(status),
-            token=_text(token) or None,
+            status=text(status),
+            token=text(token) or None,
             locked=bool(locked),
-            conflict=bool(conflict),
+            detail=text(detail),
         )
         if not loaded:
             return delivery
@@ -287,7 +252,7 @@ class RedisState(StateBackend):
             delivery,
             # An empty record from 0 means the delivery created it from the caller's own.
             record=InvocationRecord.model_validate_json(rec) if rec else (record if int(start) == 0 else None),
-            entries=tuple(_text(entry) for entry in entries),
+            entries=tuple(text(entry) for entry in entries),
             loaded_from=int(start),
         )
 
@@ -307,11 +272,10 @@ class RedisState(StateBackend):
         delivered, committed = self._do(pipe.execute, False)
         if isinstance(delivered, redis.exceptions.NoScriptError):  # a restarted server: load them
             return super().finish_first_pass(invocation_id, trigger, record, commit)
-        if isinstance(delivered, Exception):
-            raise delivered
+        for reply in (delivered, committed):
+            if isinstance(reply, Exception):
+                raise self.error(reply) if isinstance(reply, TRANSIENT) else reply
         delivery = self._delivery(delivered, record)
-        if isinstance(committed, Exception):
-            raise committed
         ok, rerun, *at = committed
         if not ok:
             return delivery, None
@@ -329,22 +293,25 @@ class RedisState(StateBackend):
         if pool is None or not self._reached:
             reply = self._do(script, keys, args)
             return lambda: reply
-        connection = pool.get_connection()
+        try:
+            connection = pool.get_connection()
+        except TRANSIENT as exc:
+            raise self.error(exc) from None
         try:
             connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[attr-defined]
-        except BaseException:
+        except BaseException as exc:
             connection.disconnect()
             pool.release(connection)
-            raise
+            raise self.error(exc) if isinstance(exc, TRANSIENT) else exc from None
 
         def read() -> Any:
             try:
                 return connection.read_response()
             except redis.exceptions.NoScriptError:
                 return self._do(script, keys, args)  # a restarted server: load the script and run it
-            except BaseException:
+            except BaseException as exc:
                 connection.disconnect()  # its reply may still be on the way: never reuse it
-                raise
+                raise self.error(exc) if isinstance(exc, TRANSIENT) else exc from None
             finally:
                 pool.release(connection)
 
@@ -353,7 +320,7 @@ class RedisState(StateBackend):
     def acquire(self, invocation_id: str) -> str | None:
         k = self.keys.invocation(invocation_id)
         token = self._do(self._acquire, [k.meta, k.waiting, k.lock], [self._token(), self.lease_ms])
-        return None if token is None else str(_text(token))
+        return None if token is None else str(text(token))
 
     def load(self, invocation_id: str, start: int) -> tuple[InvocationMeta | None, list[str]]:
         k = self.keys.invocation(invocation_id)
@@ -361,7 +328,7 @@ class RedisState(StateBackend):
         if reply is None:
             return None, []
         record, status, outcome, entries = reply
-        return self._meta(record, status, outcome), [_text(entry) for entry in entries]
+        return self._meta(record, status, outcome), [text(entry) for entry in entries]
 
     def commit(self, invocation_id: str, token: str, commit: Commit) -> CommitResult:
         keys, args = self._commit_call(invocation_id, token, commit)
@@ -370,7 +337,7 @@ class RedisState(StateBackend):
 
     def _commit_call(self, invocation_id: str, token: str, commit: Commit) -> tuple[list[str], list[Any]]:
         k = self.keys.invocation(invocation_id)
-        keys = [k.meta, k.journal, k.resolved, k.waiting, k.lock, k.registry]
+        keys = [k.meta, k.journal, k.resolved, k.waiting, k.lock, k.registry, k.steps]
         args: list[Any] = [
             token,
             self.lease_ms,
@@ -383,6 +350,7 @@ class RedisState(StateBackend):
             "" if commit.reset is None else commit.reset.model_dump_json(),
             0 if commit.reset is None else commit.reset.run,
             "1" if commit.empty_only else "",
+            0 if commit.reset is None else commit.reset.first_step,
             len(commit.entries),
             *commit.entries,
             len(commit.waiting),
@@ -391,6 +359,8 @@ class RedisState(StateBackend):
             *commit.signals,
             len(commit.claims),
             *commit.claims,
+            len(commit.steps),
+            *(item for pair in commit.steps.items() for item in pair),
         ]
         for workflow_id, values in commit.data.items():
             keys.append(self.keys.data(workflow_id))
@@ -408,29 +378,41 @@ class RedisState(StateBackend):
 
     # -- reads --------------------------------------------------------------------------
     @staticmethod
-    def _meta(record: Any, status: Any, outcome: Any) -> InvocationMeta:
+    def _meta(record: Any, status: Any, outcome: Any, signals: Any = 0) -> InvocationMeta:
         return InvocationMeta(
             record=InvocationRecord.model_validate_json(record),
-            status=_text(status),
+            status=text(status),
             outcome=Outcome.model_validate_json(outcome) if outcome else None,
+            signals_waiting=int(signals or 0),
         )
 
     def get_meta(self, invocation_id: str) -> InvocationMeta | None:
-        fields = [META_RECORD, META_STATUS, META_OUTCOME]
-        record, status, outcome = self._do(self.client.hmget, self.keys.meta(invocation_id), fields)
-        return None if record is None else self._meta(record, status, outcome)
+        fields = [META_RECORD, META_STATUS, META_OUTCOME, META_SIGNALS]
+        record, status, outcome, signals = self._do(self.client.hmget, self.keys.meta(invocation_id), fields)
+        return None if record is None else self._meta(record, status, outcome, signals)
 
     def read_data(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
         value = self._do(self.client.hget, self.keys.data(workflow_id), key)
-        return (value is not None, _text(value))
+        return (value is not None, text(value))
 
     def workflow_data(self, workflow_id: str) -> dict[str, str]:
         values = self._do(self.client.hgetall, self.keys.data(workflow_id))
-        return {_text(key): _text(value) for key, value in values.items()}
+        return {text(key): text(value) for key, value in values.items()}
 
-    def is_waiting_on(self, invocation_id: str, step: int) -> bool:
+    def timer_due(self, invocation_id: str, step: int) -> float | None:
         k = self.keys.invocation(invocation_id)
-        return bool(self._do(self._is_waiting_on, [k.meta, k.resolved], [step]))
+        due = text(self._do(self._timer_due, [k.meta, k.resolved, k.steps], [step]))
+        return float(due) if due else None
+
+    def lost_reason(self, invocation_id: str) -> str | None:
+        status, lost = self.status(invocation_id)
+        return lost if status is None else None
+
+    def status(self, invocation_id: str) -> tuple[str | None, str | None]:
+        """The invocation's status (None when unknown) and, when unknown, why it was marked lost."""
+        k = self.keys.invocation(invocation_id)
+        status, lost = self._do(self._status, [k.meta, k.lost], [invocation_id])
+        return text(status) or None, text(lost) or None
 
     def needs_result(self, invocation_id: str) -> bool:
         return bool(self._do(self._needs_result, [self.keys.meta(invocation_id)], []))
@@ -445,52 +427,7 @@ class RedisState(StateBackend):
         return [bool(found) for found in self._do(pipe.execute)]
 
     def wait_finished(self, invocation_id: str, timeout: float | None) -> InvocationMeta | None:
-        """Wait for a root workflow by subscribing to its meta key's name, on which commit.lua
-        publishes its end; wait for anything else (or on Redis Cluster) by polling its status.
-
-        The subscription exists before the status is read, so an end cannot slip between
-        them; the status is read again at least every second all the same.
-        """
-        pool = getattr(self.client, "connection_pool", None)
-        if pool is None or "/" in invocation_id:  # Cluster, or a child: poll
-            return self._poll_finished(invocation_id, timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(self.keys.meta(invocation_id))
-            return self._await_finished(
-                invocation_id,
-                deadline,
-                itertools.repeat(_SUBSCRIBED_RECHECK_S),
-                lambda pause: pubsub.get_message(timeout=pause),
-            )
-        except self.transient_errors:  # the subscription's connection went away: poll instead
-            return self._poll_finished(invocation_id, None if deadline is None else deadline - time.monotonic())
-        finally:
-            pubsub.close()
-
-    def _poll_finished(self, invocation_id: str, timeout: float | None) -> InvocationMeta | None:
-        # Polls the status only (the record may be large); backs off from 2 ms to 50 ms.
-        deadline = None if timeout is None else time.monotonic() + timeout
-        backoff = itertools.chain((_POLL_FIRST_S * 2**n for n in range(5)), itertools.repeat(_POLL_MAX_S))
-        return self._await_finished(invocation_id, deadline, (min(p, _POLL_MAX_S) for p in backoff), time.sleep)
-
-    def _await_finished(
-        self, invocation_id: str, deadline: float | None, pauses: Iterator[float], pause_for: Callable[[float], Any]
-    ) -> InvocationMeta | None:
-        """Read the status until it is finished or the deadline passed, pausing in between."""
-        meta_key = self.keys.meta(invocation_id)
-        for pause in pauses:
-            status = _text(self._do(self.client.hget, meta_key, META_STATUS))
-            if status in FINISHED:
-                return self.get_meta(invocation_id)
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None if status is None else self.get_meta(invocation_id)
-                pause = min(pause, remaining)
-            pause_for(pause)
-        raise AssertionError("unreachable: the pauses never end")
+        return redis_wait.wait_finished(self, invocation_id, timeout)
 
     def close(self) -> None:
         self.client.close()

@@ -1,23 +1,27 @@
 -- commit: apply one pass atomically if the token still holds the lease.
--- KEYS: meta journal resolved waiting lock registry data_1 .. data_n
--- ARGV: token lease_ms status outcome finished retention_s wake_any seen reset run empty_only
+-- KEYS: meta journal resolved waiting lock registry steps data_1 .. data_n
+-- ARGV: token lease_ms status outcome finished retention_s wake_any seen reset run empty_only first
 --       n_entries entry_1 .. entry_n
 --       n_waiting step_1 .. step_n
 --       n_signals name_1 .. name_n
 --       n_claims step_1 .. step_n
+--       n_steps step_1 recorded_1 .. step_n recorded_n
 --       then for each data key in KEYS order: n_fields field_1 value_1 .. field_n value_n
 --       (outcome is '' for none; finished is '1' when status is a finished status;
 --       wake_any is '1' when one resolved member wakes the invocation; seen is the journal
 --       length the pass saw, or '' for no check; reset is the next run's record JSON when
---       the invocation continues as new, else '', and run that record's run number;
---       empty_only is '1' for a first pass run before its state was read: it applies only
---       to the empty state of run 0, else it is stale)
+--       the invocation continues as new, else '', run that record's run number and first
+--       the last step of the run before it; empty_only is '1' for a first pass run before its
+--       state was read: it applies only to the empty state of run 0, else it is stale;
+--       the steps section holds what the pass's new steps recorded, for deliver.lua to check
+--       triggers against: 'c:<fingerprint>' a child task, 't:<due>' a timer, 'w' a signal wait;
+--       each claim consumed one waiting signal)
 -- Returns {ok, rerun} or, when the pass's entries were appended to its run's journal,
 -- {ok, rerun, at} with at their index; {0, 1} means stale: nothing written, the lease is
 -- still held.
-local meta, journal, resolved, waiting, lock, registry = unpack(KEYS, 1, 6)
-local token, lease_ms, status, outcome, finished, retention_s, wake_any, seen, reset, run, empty_only =
-  unpack(ARGV, 1, 11)
+local meta, journal, resolved, waiting, lock, registry, steps = unpack(KEYS, 1, 7)
+local token, lease_ms, status, outcome, finished, retention_s, wake_any, seen, reset, run, empty_only, first =
+  unpack(ARGV, 1, 12)
 
 if redis.call('GET', lock) ~= token then
   return {0, 0}
@@ -27,14 +31,17 @@ if empty_only == '1' and (redis.call('LLEN', journal) > 0 or (redis.call('HGET',
   return {0, 1}
 end
 
-local i = 12
+local i = 13
 local sections = {}
-for s = 1, 4 do
+for s = 1, 5 do
   local n = tonumber(ARGV[i])
+  if s == 5 then
+    n = 2 * n  -- step, recorded pairs
+  end
   sections[s] = {i + 1, i + n}
   i = i + n + 1
 end
-local entries, steps, signals, claims = unpack(sections)
+local entries, awaited, signals, claims, recorded = unpack(sections)
 
 -- A step this pass resolved itself (it consumed a signal) was resolved meanwhile by its
 -- timer: the pass decided on a stale journal. Write nothing; the caller runs it again.
@@ -50,15 +57,20 @@ if reset ~= '' then
   if grew then
     return {0, 1}
   end
-  redis.call('DEL', journal, resolved)
-  redis.call('HSET', meta, 'rec', reset, 'run', run)
+  redis.call('DEL', journal, resolved, steps)
+  -- Unconsumed signals are carried over as this pass's entries.
+  redis.call('HSET', meta, 'rec', reset, 'run', run, 'first', first, 'sigs', entries[2] - entries[1] + 1)
 end
 
 local at = redis.call('LLEN', journal)  -- where this pass's entries start
 call_chunked('RPUSH', journal, entries[1], entries[2])
 call_chunked('SADD', resolved, claims[1], claims[2])
-local written = {meta, journal, waiting, resolved}
-for k = 7, #KEYS do
+call_chunked('HSET', steps, recorded[1], recorded[2])
+if reset == '' and claims[2] >= claims[1] then
+  redis.call('HINCRBY', meta, 'sigs', claims[1] - claims[2] - 1)
+end
+local written = {meta, journal, waiting, resolved, steps}
+for k = 8, #KEYS do
   local n_fields = tonumber(ARGV[i])
   call_chunked('HSET', KEYS[k], i + 1, i + 2 * n_fields)
   redis.call('SADD', registry, KEYS[k])
@@ -103,7 +115,7 @@ end
 -- (a signal, a cancel) or, when one member suffices, one resolved member: rerun at once.
 redis.call('DEL', waiting)
 local woken = grew
-for k = steps[1], steps[2] do
+for k = awaited[1], awaited[2] do
   if redis.call('SISMEMBER', resolved, ARGV[k]) == 0 then
     redis.call('SADD', waiting, ARGV[k])
   elseif wake_any == '1' then

@@ -1,21 +1,43 @@
--- deliver: record a trigger once, create the invocation on a start, resolve a step on a
--- result or a timer, append a signal or a cancel, then grant the replay lease when the
--- invocation can make progress.
--- KEYS: meta journal triggers resolved waiting lock registry child_meta
---       (child_meta is the reporting child's meta on a result, else meta again)
+-- deliver: check a trigger against what the invocation recorded, record it once, create the
+-- invocation on a start, resolve a step on a result or a timer, append a signal or a cancel,
+-- then grant the replay lease when the invocation can make progress.
+-- KEYS: meta journal triggers resolved waiting lock registry steps lost rel_meta rel_steps
+--       (rel_* are the reporting child's keys on a result, the parent's on a child's start,
+--       else the invocation's own again)
 -- ARGV: kind trigger_key record digest root step token lease_ms load_from payload name run
---       (record and digest are '' when no record was given; step is '' unless a result or
---       timer; payload is the step's outcome JSON on a timer or a result (when the message
---       carries it), the journal entry JSON on a
---       signal or cancel, else ''; name is the signal's name, else ''; run is the run of
---       the caller's cached prefix)
--- Returns {exists, duplicate, status, token, locked, conflict} with token '' when not granted;
+--       id fingerprint due limit retention_s
+--       (record and digest are '' when no record was given; step is the step a result or a
+--       timer resolves, or the parent's step on a child's start, else ''; payload is a timer's
+--       outcome JSON or a signal's/cancel's journal entry, else ''; name is the signal's name;
+--       run is the run of the caller's cached prefix; id is the invocation id; fingerprint is
+--       a child start's fingerprint (what the parent's step recorded), else ''; due is the due
+--       time a timer message carries; limit is the most signals that may wait unconsumed)
+-- Returns {verdict, detail, duplicate, status, token, locked} with token '' when not granted;
 -- when granted and load_from is given, also {start, record or '', journal[start..]}: the pass
 -- that follows needs no separate load. start falls back to 0 (with the record) when the
--- journal is shorter than load_from or its run is another one (continue as new), i.e. the
--- caller's cached prefix belongs to an older run.
-local meta, journal, triggers, resolved, waiting, lock, registry, child_meta = unpack(KEYS)
-local kind, trigger_key, record, digest, root, step, token, lease_ms, load_from, payload, name, run = unpack(ARGV)
+-- journal is shorter than load_from or its run is another one (continue as new).
+-- Verdicts: ok; unknown (no such invocation; detail 'lost' when the id was marked lost);
+-- conflict (a start with other arguments); refused (the trigger contradicts what was
+-- recorded: detail says how; nothing is written); early (a child's start before its parent
+-- recorded the step, or a result before the child recorded its outcome: try again shortly);
+-- due (a timer before its recorded due time, which detail holds); ignored (a message for a
+-- finished invocation or an earlier run: nothing is written).
+local meta, journal, triggers, resolved, waiting, lock, registry, steps, lost, rel_meta, rel_steps = unpack(KEYS)
+local kind, trigger_key, record, digest, root, step, token, lease_ms, load_from, payload, name, run,
+  id, fingerprint, due, limit, retention_s = unpack(ARGV)
+
+local function reply(verdict, detail, duplicate, status)
+  return {verdict, detail or '', duplicate or 0, status or 'pending', '', 0}
+end
+
+-- The store has no record of an invocation a message names: its state was lost (a flush, an
+-- eviction, a restart without persistence). Readers see it; waiters are woken.
+local function mark_lost(lost_id, lost_meta, why)
+  redis.call('HSET', lost, lost_id, why)
+  redis.call('EXPIRE', lost, retention_s)
+  redis.call('PUBLISH', lost_meta, 'lost')
+  return reply('unknown', 'lost')
+end
 
 -- Stop waiting on one member; an invocation that waits on any one member (a race) wakes.
 local function unwait(member)
@@ -27,56 +49,141 @@ end
 -- A step is resolved once: a second result (or a late timer) finds it resolved. Concatenation
 -- avoids a cjson round trip, which would turn large integers into floats.
 local function resolve(outcome)
-  if outcome and redis.call('SISMEMBER', resolved, step) == 0 then
+  if redis.call('SISMEMBER', resolved, step) == 0 then
     redis.call('RPUSH', journal, '{"e":"res","n":' .. step .. ',"o":' .. outcome .. '}')
     redis.call('SADD', resolved, step)
     unwait(step)
   end
 end
 
+-- A child's start counts only for what its parent's step recorded.
+local function check_parent()
+  if redis.call('EXISTS', rel_meta) == 0 then
+    return mark_lost(string.match(id, '^(.*)/%d+$'), rel_meta, 'a child start named it')
+  end
+  local recorded = redis.call('HGET', rel_steps, step)
+  if not recorded then
+    if ACTIVE[redis.call('HGET', rel_meta, 'status')] then
+      return reply('early')
+    end
+    return reply('refused', 'its parent finished without recording step ' .. step)
+  end
+  if recorded ~= 'c:' .. fingerprint then
+    return reply('refused', 'its parent recorded another task, arguments or identity at step ' .. step)
+  end
+  return nil
+end
+
+-- The outcome a result or a timer resolves its step with, or a reply that refuses it.
+local function step_outcome()
+  local recorded = redis.call('HGET', steps, step)
+  local first = tonumber(redis.call('HGET', meta, 'first') or '0')
+  if tonumber(step) <= first then
+    return nil, reply('ignored', 'a step of an earlier run', 0, redis.call('HGET', meta, 'status'))
+  end
+  if kind == 'result' then
+    if not recorded or string.sub(recorded, 1, 2) ~= 'c:' then
+      return nil, reply('refused', 'no child task is recorded at step ' .. step)
+    end
+    local child = redis.call('HMGET', rel_meta, 'fp', 'outcome')
+    if not child[1] then
+      return nil, reply('early', 'the child has no record yet')
+    end
+    if child[1] ~= string.sub(recorded, 3) then
+      return nil, reply('refused', 'the reporting child is not the one step ' .. step .. ' started')
+    end
+    if not child[2] then
+      return nil, reply('early', 'the child has recorded no outcome')
+    end
+    return child[2]
+  end
+  if not recorded or string.sub(recorded, 1, 2) ~= 't:' then
+    return nil, reply('refused', 'no timer is recorded at step ' .. step)
+  end
+  local at = tonumber(string.sub(recorded, 3))
+  if tonumber(due) ~= at then
+    return nil, reply('refused', 'step ' .. step .. ' is due at ' .. string.sub(recorded, 3) .. ', not ' .. due)
+  end
+  local now = redis.call('TIME')
+  if tonumber(now[1]) + tonumber(now[2]) / 1e6 < at - DUE_SLACK_S then
+    return nil, reply('due', string.sub(recorded, 3))
+  end
+  return payload
+end
+
 local created = false
 if redis.call('EXISTS', meta) == 0 then
   if kind ~= 'start' or record == '' then
-    return {0, 0, 'pending', '', 0, 0}
+    if kind == 'result' or kind == 'timer' or kind == 'signal' then
+      return mark_lost(id, meta, 'a ' .. kind .. ' message named it')
+    end
+    return reply('unknown')
+  end
+  if fingerprint ~= '' then
+    local refused = check_parent()
+    if refused then
+      return refused
+    end
   end
   created = true
-  redis.call('HSET', meta, 'rec', record, 'status', 'pending', 'digest', digest, 'root', root)
+  redis.call('HSET', meta, 'rec', record, 'status', 'pending', 'digest', digest, 'root', root, 'fp', fingerprint)
+  redis.call('HDEL', lost, id)  -- started again after it was marked lost
   -- Registered once, whether or not each key exists yet: retention expires them all.
-  redis.call('SADD', registry, meta, journal, triggers, resolved, waiting)
-elseif kind == 'start' and record ~= '' and redis.call('HGET', meta, 'digest') ~= digest then
-  return {1, 1, redis.call('HGET', meta, 'status'), '', 0, 1}
+  redis.call('SADD', registry, meta, journal, triggers, resolved, waiting, steps)
+elseif kind == 'start' and record ~= '' then
+  if redis.call('HGET', meta, 'digest') ~= digest then
+    return {'conflict', '', 1, redis.call('HGET', meta, 'status'), '', 0}
+  end
+  if redis.call('HGET', meta, 'fp') ~= fingerprint then
+    return reply('refused', 'its parent recorded another task or identity at step ' .. step)
+  end
+end
+
+local status = redis.call('HGET', meta, 'status')
+local outcome = nil
+if kind ~= 'start' and not ACTIVE[status] then
+  return reply('ignored', 'the invocation is ' .. status, 0, status)
+end
+if (kind == 'result' or kind == 'timer') and redis.call('SISMEMBER', triggers, trigger_key) == 0 then
+  local refused
+  outcome, refused = step_outcome()
+  if refused then
+    return refused
+  end
+end
+if kind == 'signal' and redis.call('SISMEMBER', triggers, trigger_key) == 0 then
+  local waiting_signals = tonumber(redis.call('HGET', meta, 'sigs') or '0')
+  if waiting_signals >= tonumber(limit) then
+    return reply('refused', waiting_signals .. ' signals are waiting to be consumed, the limit', 0, status)
+  end
 end
 
 local duplicate = 0
 if redis.call('SADD', triggers, trigger_key) == 0 then
   duplicate = 1
 else
-  if kind == 'result' then
-    if payload ~= '' then
-      resolve(payload)  -- the outcome the child's message carries
-    else
-      resolve(redis.call('HGET', child_meta, 'outcome'))  -- the child's stored outcome
-    end
-  elseif kind == 'timer' then
-    resolve(payload)
-  elseif (kind == 'signal' or kind == 'cancel') and ACTIVE[redis.call('HGET', meta, 'status')] then
+  if outcome then
+    resolve(outcome)
+  elseif kind == 'signal' or kind == 'cancel' then
     redis.call('RPUSH', journal, payload)
     if kind == 'cancel' then
       redis.call('DEL', waiting)
     else
+      redis.call('HINCRBY', meta, 'sigs', 1)
       unwait('sig:' .. name)
     end
   end
   retain(registry, {meta, journal, triggers, resolved})
 end
 
-local ok, status = runnable(meta, waiting)
+local ok
+ok, status = runnable(meta, waiting)
 if not ok then
-  return {1, duplicate, status, '', 0, 0}
+  return {'ok', '', duplicate, status, '', 0}
 end
 if take_lock(meta, lock, token, lease_ms) then
   if load_from == '' then
-    return {1, duplicate, 'running', token, 0, 0}
+    return {'ok', '', duplicate, 'running', token, 0}
   end
   local start = tonumber(load_from)
   if start > redis.call('LLEN', journal) or (redis.call('HGET', meta, 'run') or '0') ~= run then
@@ -87,6 +194,6 @@ if take_lock(meta, lock, token, lease_ms) then
   if start == 0 and not created then
     rec = redis.call('HGET', meta, 'rec')
   end
-  return {1, duplicate, 'running', token, 0, 0, start, rec, redis.call('LRANGE', journal, start, -1)}
+  return {'ok', '', duplicate, 'running', token, 0, start, rec, redis.call('LRANGE', journal, start, -1)}
 end
-return {1, duplicate, status, '', 1, 0}
+return {'ok', '', duplicate, status, '', 1}
