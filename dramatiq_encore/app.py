@@ -21,7 +21,7 @@ from .actors.task import Task
 from .broker_config import EncoreSettings, load_settings, make_broker, redact
 from .broker_config.embedded import EmbeddedWorker
 from .broker_config.middleware import install
-from .errors import BrokerUnavailable, EncoreError
+from .errors import BrokerUnavailable, EncoreError, StateLost, TooManySignals
 from .invocation import Invocation
 from .state.backend import StateBackend
 from .state.backends.memory import MemoryState
@@ -122,13 +122,22 @@ class Encore:
         idempotent (the same id is recorded once). The workflow must exist: when no worker has
         started it yet, this waits up to ``timeout`` seconds for it. A signal to a finished
         workflow is ignored. Any producer can send the same message without this library:
-        see :class:`~dramatiq_encore.actors.messages.SignalEnvelope` for its body.
+        see :class:`~dramatiq_encore.actors.messages.SignalEnvelope` for its body. A workflow
+        keeps at most ``ENCORE_MAX_PENDING_SIGNALS`` signals unconsumed: past that this raises
+        :class:`~dramatiq_encore.errors.TooManySignals` (and such a plain message is
+        dead-lettered).
 
         >>> app.signal("order-A-1", "approval", {"approved": True, "by": "ada"})
         """
         meta = self._workflow(workflow_id, timeout)
         value = to_json_value(payload, f"payload of signal {name!r}")
         check_size(f"payload of signal {name!r}", value, self.settings.max_payload)
+        limit = self.settings.max_pending_signals
+        if meta.signals_waiting >= limit:
+            raise TooManySignals(
+                f"workflow {workflow_id!r} already has {meta.signals_waiting} signals waiting to be consumed "
+                f"(ENCORE_MAX_PENDING_SIGNALS={limit}); it must wait_for_signal them before it takes more"
+            )
         signal_id = signal_id or uuid.uuid4().hex
         envelope = SignalEnvelope(invocation_id=workflow_id, name=name, payload=value, signal_id=signal_id)
         self._send_to(meta, envelope.model_dump(mode="json"))
@@ -152,6 +161,9 @@ class Encore:
     def _workflow(self, workflow_id: str, timeout: float) -> InvocationMeta:
         deadline = time.monotonic() + timeout
         while (meta := self.state.get_meta(workflow_id)) is None:
+            lost = self.state.lost_reason(workflow_id)
+            if lost is not None:
+                raise StateLost(workflow_id, self.state.describe(), lost)
             if time.monotonic() >= deadline:
                 raise EncoreError(
                     f"no workflow {workflow_id!r} exists (no worker started it within {timeout} s); "

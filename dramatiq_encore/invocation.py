@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import EncoreError, TaskError, WorkflowIdConflict
 from .identity import SEPARATOR, WorkflowIdentity
-from .state.models import FINISHED, InvocationMeta
+from .state.models import FINISHED, LOST, InvocationMeta
 
 if TYPE_CHECKING:
     from .app import Encore
@@ -20,7 +20,9 @@ class Invocation:
     >>> inv = process_order.send("A-1")
     >>> inv.wait(timeout=30)["tracking_number"]
 
-    A handle for an id no worker has seen yet reads ``pending`` and ``wait()`` waits.
+    A handle for an id no worker has seen yet reads ``pending`` and ``wait()`` waits; one whose
+    state the store lost (a message for it arrived, the store had no record) reads ``lost``,
+    and ``wait()`` raises :class:`~dramatiq_encore.errors.StateLost`.
     """
 
     def __init__(
@@ -66,11 +68,14 @@ class Invocation:
 
     @property
     def status(self) -> str:
-        """pending, running, suspended, succeeded, failed or cancelled."""
+        """pending, running, suspended, succeeded, failed, cancelled, or lost (see the class)."""
         if self._result is not _UNSET:
             return "succeeded"
         meta = self._meta()
-        return "pending" if meta is None else meta.status
+        if meta is not None:
+            return meta.status
+        assert self._app is not None
+        return LOST if self._app.state.lost_reason(self.invocation_id) is not None else "pending"
 
     @property
     def result(self) -> Any:
@@ -86,7 +91,8 @@ class Invocation:
         return self._unpack(meta)
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Block until the invocation finishes; its result, or raise TaskError / TimeoutError."""
+        """Block until the invocation finishes; its result, or raise TaskError / TimeoutError
+        (or :class:`~dramatiq_encore.errors.StateLost` when the store lost it)."""
         if self._result is not _UNSET:
             return self._result
         assert self._app is not None

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..errors import EncoreError, PayloadTooLarge
@@ -39,9 +39,26 @@ def digest(args: list[Any], kwargs: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class InvalidJSON(EncoreError):
+    """A value JSON cannot carry: NaN or Infinity (refused rather than turned into ``null``)."""
+
+    error_type = "InvalidJSON"
+
+
+def _json_text(what: str, value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):
+            raise
+        raise InvalidJSON(
+            f"{what} contains NaN or Infinity, which JSON cannot carry; send None or a string instead"
+        ) from None
+
+
 def check_size(what: str, value: Any, limit: int) -> None:
-    """Refuse JSON payloads over ``limit`` bytes, naming the limit."""
-    size = len(json.dumps(value, separators=(",", ":"), default=str))
+    """Refuse JSON payloads over ``limit`` bytes, naming the limit, and NaN or Infinity."""
+    size = len(_json_text(what, value))
     if size > limit:
         raise PayloadTooLarge(what, size, limit)
 
@@ -49,14 +66,24 @@ def check_size(what: str, value: Any, limit: int) -> None:
 def to_json_value(value: Any, what: str) -> Any:
     """Any value to its JSON-compatible form, or a clear error naming ``what``."""
     try:
-        return to_jsonable_python(value)
+        converted = to_jsonable_python(value)
     except PydanticSerializationError as exc:
         raise ResultError(f"{what} is not JSON-serialisable ({exc}); return plain data or a pydantic model") from None
+    _json_text(what, converted)
+    return converted
+
+
+# NaN and Infinity kept as floats (pydantic's JSON mode makes them null by default), so that
+# check_size refuses them instead of a null arriving where a number was sent.
+_KEEP_NAN = ConfigDict(ser_json_inf_nan="constants")
 
 
 @functools.cache
 def _adapter(annotation: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(annotation)
+    try:
+        return TypeAdapter(annotation, config=_KEEP_NAN)
+    except PydanticUserError:  # a model or dataclass with a config of its own: its choice holds
+        return TypeAdapter(annotation)
 
 
 class TaskCodec:

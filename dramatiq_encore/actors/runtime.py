@@ -34,7 +34,7 @@ from dramatiq.threading import Interrupt
 from ..errors import PayloadTooLarge
 from ..state.backend import Commit, CommitResult, Delivery, Trigger
 from ..state.models import InvocationMeta, InvocationRecord, Outcome, StepEntry, TimerEntry, WaitEntry, step_record
-from .codec import ArgumentError, ResultError, check_size
+from .codec import ArgumentError, InvalidJSON, ResultError, check_size
 from .context import WorkflowContext
 from .leases import LeaseKeeper
 from .mailbox import Mailbox
@@ -379,7 +379,7 @@ class Runtime:
                 args, kwargs = task.codec.dump_args(*outcome.continued)
                 check_size(f"arguments of {task.name}", [args, kwargs], self.app.settings.max_payload)
                 outcome.value = next_run(record, args, kwargs, ctx.last_step)
-        except (ResultError, PayloadTooLarge, ArgumentError) as exc:
+        except (ResultError, PayloadTooLarge, ArgumentError, InvalidJSON) as exc:
             return PassOutcome("failed", ctx, error=error_info(exc), exception=exc)
         return outcome
 

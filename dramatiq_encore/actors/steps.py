@@ -10,6 +10,7 @@ pass, and the runtime wakes the invocation when what it waits on is resolved.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from ..errors import MisuseError, StepTimeout, TaskError
@@ -57,8 +58,8 @@ class StepHandle:
 
 def _seconds(duration: float | dt.timedelta, what: str) -> float:
     seconds = duration.total_seconds() if isinstance(duration, dt.timedelta) else float(duration)
-    if seconds < 0 or seconds != seconds:
-        raise MisuseError(f"{what} must be a non-negative number of seconds or a timedelta, got {duration!r}")
+    if seconds < 0 or not math.isfinite(seconds):
+        raise MisuseError(f"{what} must be a non-negative, finite number of seconds or a timedelta, got {duration!r}")
     return seconds
 
 

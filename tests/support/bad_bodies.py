@@ -12,8 +12,13 @@ from typing import Any
 def body(queue: str, actor: str, **fields: Any) -> dict[str, Any]:
     """A valid 7-key body for ``actor`` on ``queue``, with ``fields`` replaced."""
     base: dict[str, Any] = {
-        "queue_name": queue, "actor_name": actor, "args": ["x"], "kwargs": {}, "options": {},
-        "message_id": str(uuid.uuid4()), "message_timestamp": int(time.time() * 1000),
+        "queue_name": queue,
+        "actor_name": actor,
+        "args": ["x"],
+        "kwargs": {},
+        "options": {},
+        "message_id": str(uuid.uuid4()),
+        "message_timestamp": int(time.time() * 1000),
     }
     base.update(fields)
     return base
@@ -41,12 +46,16 @@ def bad_bodies(queue: str, actor: str) -> dict[str, tuple[bytes, str]]:
         "an unknown key": (_dump(extra), "priority: Extra inputs are not permitted"),
         "options null": (_dump(body(queue, actor, options=None)), "options: Input should be a valid dictionary"),
         "options a string": (_dump(body(queue, actor, options="abc")), "options: Input should be a valid dictionary"),
-        "actor_name a list": (_dump(body(queue, actor, actor_name=[actor])),
-                              "actor_name: Input should be a valid string"),
+        "actor_name a list": (
+            _dump(body(queue, actor, actor_name=[actor])),
+            "actor_name: Input should be a valid string",
+        ),
         "kwargs a list": (_dump(body(queue, actor, kwargs=["x"])), "kwargs: Input should be a valid dictionary"),
         "args an object": (_dump(body(queue, actor, args={"a": 1})), "args"),
-        "message_timestamp a string": (_dump(body(queue, actor, message_timestamp="1764000000000")),
-                                       "message_timestamp: Input should be a valid integer"),
+        "message_timestamp a string": (
+            _dump(body(queue, actor, message_timestamp="1764000000000")),
+            "message_timestamp: Input should be a valid integer",
+        ),
         "message_id a number": (_dump(body(queue, actor, message_id=12)), "message_id: Input should be a valid string"),
         "queue_name elsewhere": (_dump(body(queue, actor, queue_name="elsewhere")), "is not the queue"),
         "queue_name of the delay queue": (_dump(body(queue, actor, queue_name=f"{queue}.DQ")), "is not the queue"),
@@ -58,6 +67,5 @@ def bad_bodies(queue: str, actor: str) -> dict[str, tuple[bytes, str]]:
         "options.retry_when": (_dump(body(queue, actor, options={"retry_when": "x"})), "retry_when cannot be set"),
         "options.retries a string": (_dump(body(queue, actor, options={"retries": "x"})), "options.retries"),
         "options.eta a string": (_dump(body(queue, actor, options={"eta": "soon"})), "options.eta"),
-        "options.max_retries negative": (_dump(body(queue, actor, options={"max_retries": -1})),
-                                         "options.max_retries"),
+        "options.max_retries negative": (_dump(body(queue, actor, options={"max_retries": -1})), "options.max_retries"),
     }

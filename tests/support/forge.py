@@ -14,18 +14,29 @@ from typing import Any
 
 from dramatiq.brokers.stub import StubBroker
 
+from dramatiq_encore.actors.messages import NUDGES
 from tests.conftest import Harness
 from tests.support.rabbit import dead_letters, publish
 from tests.support.services import amqp_url
 
 
-def forge(harness: Harness, actor: str, envelope: dict[str, Any], args: list[Any] | None = None) -> str:
-    """Publish a message carrying ``envelope`` to ``actor`` on the app's queue; its message id."""
+def forge(
+    harness: Harness, actor: str, envelope: dict[str, Any], args: list[Any] | None = None, nudges: int = 0
+) -> str:
+    """Publish a message carrying ``envelope`` to ``actor`` on the app's queue; its message id.
+
+    ``nudges`` sets how many times the message looks re-sent already (its budget of re-sends).
+    """
     queue = harness.app.default_queue
     message_id = str(uuid.uuid4())
     body = {
-        "queue_name": queue, "actor_name": actor, "args": args or [], "kwargs": {},
-        "options": {"encore": envelope}, "message_id": message_id, "message_timestamp": int(time.time() * 1000),
+        "queue_name": queue,
+        "actor_name": actor,
+        "args": args or [],
+        "kwargs": {},
+        "options": {"encore": envelope, **({NUDGES: nudges} if nudges else {})},
+        "message_id": message_id,
+        "message_timestamp": int(time.time() * 1000),
     }
     broker = harness.app.broker
     if isinstance(broker, StubBroker):
