@@ -18,8 +18,6 @@ runs on its own queue resumes the parent in place instead of sending it a messag
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -27,25 +25,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Retries
-from dramatiq.middleware.shutdown import Shutdown
-from dramatiq.threading import Interrupt
 
-from ..errors import PayloadTooLarge
-from ..state.backend import Commit, CommitResult, Delivery, Trigger
-from ..state.models import InvocationMeta, InvocationRecord, Outcome, StepEntry, TimerEntry, WaitEntry, step_record
-from .codec import ArgumentError, InvalidJSON, ResultError, check_size
-from .context import WorkflowContext
+from ..state.backend import CommitResult, Delivery, Trigger
+from ..state.models import InvocationMeta, InvocationRecord, Outcome
+from . import passes
 from .leases import LeaseKeeper
 from .mailbox import Mailbox
-from .messages import (
-    NUDGES,
-    RESENT,
-    StartEnvelope,
-)
+from .messages import NUDGES, RESENT, StartEnvelope
 from .outbox import Outbox
-from .records import CALLBACKS, next_run, start_record
-from .replay import PassOutcome, Snapshot, error_info, run_pass
+from .records import CALLBACKS, start_record
+from .replay import PassOutcome, Snapshot
 from .speculation import Gate, Resume, Window
 
 if TYPE_CHECKING:
@@ -58,10 +47,6 @@ CACHE_SIZE = 1024
 # A signal or cancel for an invocation no worker has created yet is re-sent with backoff
 # (about a minute in all) before it is dropped: its start may still be on the way.
 UNKNOWN_NUDGES = 20
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Runtime:
@@ -238,7 +223,7 @@ class Runtime:
             self.app.broker.enqueue(message)
 
     def _finish_first_pass(self, gate: Gate, snapshot: Snapshot, outcome: PassOutcome) -> bool:
-        return gate.finish(self._commit(snapshot, outcome)) is not None
+        return gate.finish(passes.commit_of(snapshot, outcome)) is not None
 
     # -- driving a held invocation ----------------------------------------------------------
     def _drive(
@@ -284,19 +269,32 @@ class Runtime:
                     logger.warning("invocation %s: lease lost before commit; re-sending its message", invocation_id)
                     self.mailbox.nudge(message)
                     return
-                if not committed.rerun:
-                    self.leases.drop(invocation_id, token)  # the commit released it
-                self._publish(snapshot, outcome)
-                if outcome.finished:
-                    return
-                if outcome.status != "continued":  # a new run loads its own journal
-                    if committed.appended_at is not None and committed.appended_at == seen:
-                        snapshot.extend_own(outcome.context.entries)  # nothing arrived in between
-                    self._remember(invocation_id, snapshot)
-                if not committed.rerun:
+                if not self._committed(invocation_id, token, snapshot, outcome, committed, seen):
                     return
         finally:
             self.leases.drop(invocation_id, token)
+
+    def _committed(
+        self,
+        invocation_id: str,
+        token: str,
+        snapshot: Snapshot,
+        outcome: PassOutcome,
+        committed: CommitResult,
+        seen: int,
+    ) -> bool:
+        """After a commit that applied: publish what the pass decided and keep its snapshot.
+        True when the pass must run again (the commit kept the lease)."""
+        if not committed.rerun:
+            self.leases.drop(invocation_id, token)  # the commit released it
+        self._publish(snapshot, outcome)
+        if outcome.finished:
+            return False
+        if outcome.status != "continued":  # a new run loads its own journal
+            if committed.appended_at is not None and committed.appended_at == seen:
+                snapshot.extend_own(outcome.context.entries)  # nothing arrived in between
+            self._remember(invocation_id, snapshot)
+        return committed.rerun
 
     def _commit_and_start(
         self, invocation_id: str, token: str, snapshot: Snapshot, outcome: PassOutcome
@@ -355,91 +353,13 @@ class Runtime:
     def _pass(
         self, task: Task[Any, Any], snapshot: Snapshot, origin: str, gate: Callable[[], bool] | None = None
     ) -> PassOutcome:
-        record = snapshot.meta.record
-        read = functools.partial(self.state.read_data, record.identity.workflow_id)
-        ctx = WorkflowContext(
-            snapshot, read_data=read, clock=_utc_now, origin=origin, max_payload=self.app.settings.max_payload
-        )
-        ctx.gate = gate
-        try:
-            args, kwargs = task.codec.load_args(record.args, record.kwargs)
-        except ArgumentError as exc:
-            return PassOutcome("failed", ctx, error=error_info(exc), exception=exc)
-        try:
-            outcome = run_pass(ctx, task.fn, args, kwargs)
-        except Interrupt as exc:  # dramatiq's time limit; a shutdown propagates
-            if isinstance(exc, Shutdown):
-                raise
-            return PassOutcome("failed", ctx, error=error_info(exc), exception=exc, retryable=True)
-        try:
-            if outcome.status == "succeeded":
-                outcome.value = task.codec.dump_result(outcome.value)
-                check_size(f"result of {task.name}", outcome.value, self.app.settings.max_payload)
-            elif outcome.continued is not None:
-                args, kwargs = task.codec.dump_args(*outcome.continued)
-                check_size(f"arguments of {task.name}", [args, kwargs], self.app.settings.max_payload)
-                outcome.value = next_run(record, args, kwargs, ctx.last_step)
-        except (ResultError, PayloadTooLarge, ArgumentError, InvalidJSON) as exc:
-            return PassOutcome("failed", ctx, error=error_info(exc), exception=exc)
-        return outcome
+        return passes.run(task, snapshot, origin, self.state, self.app.settings.max_payload, gate)
 
     def _will_retry(self, task: Task[Any, Any], message: MessageProxy, exc: BaseException | None) -> bool:
-        """Dramatiq's own retry rule (Retries middleware), asked before it runs."""
-        middleware = next((m for m in self.app.broker.middleware if isinstance(m, Retries)), None)
-        if middleware is None or exc is None:
-            return False
-        options = task.actor.options
-        throws = message.options.get("throws") or options.get("throws")
-        if throws and isinstance(exc, throws):
-            return False
-        retries = message.options.get("retries", 0)
-        retry_when = options.get("retry_when", middleware.retry_when)
-        if retry_when is not None:
-            return bool(retry_when(retries, exc))
-        max_retries = message.options.get("max_retries", options.get("max_retries", middleware.max_retries))
-        return max_retries is None or retries < max_retries
+        return passes.will_retry(self.app.broker, task, message, exc)
 
     def _commit_pass(self, invocation_id: str, token: str, snapshot: Snapshot, outcome: PassOutcome) -> CommitResult:
-        return self.state.commit(invocation_id, token, self._commit(snapshot, outcome))
-
-    @staticmethod
-    def _outcome(snapshot: Snapshot, outcome: PassOutcome) -> Outcome:
-        if outcome.status == "succeeded":
-            return Outcome(ok=True, value=outcome.value, invocation_id=snapshot.meta.record.invocation_id)
-        failing = getattr(outcome.exception, "invocation_id", "") or snapshot.meta.record.invocation_id
-        return Outcome(ok=False, error=outcome.error, invocation_id=failing)
-
-    def _commit(self, snapshot: Snapshot, outcome: PassOutcome) -> Commit:
-        ctx = outcome.context
-        data = {snapshot.meta.record.identity.workflow_id: ctx.data_writes} if ctx.data_writes else {}
-        if outcome.status == "continued":
-            carried = [signal.model_dump_json() for signal in ctx.unconsumed_signals()]
-            steps = self._recorded_steps(snapshot, outcome)  # children this pass started still run
-            return Commit(
-                entries=carried, status="running", data=data, seen=snapshot.length, reset=outcome.value, steps=steps
-            )
-        return Commit(
-            entries=[entry.model_dump_json() for entry in ctx.entries],
-            steps=self._recorded_steps(snapshot, outcome),
-            status=outcome.status,
-            outcome=self._outcome(snapshot, outcome) if outcome.finished else None,
-            waiting=ctx.waiting,
-            data=data,
-            signals=ctx.waiting_signals,
-            wake_any=ctx.wake_any,
-            claims=ctx.claims,
-            seen=snapshot.length,
-        )
-
-    @staticmethod
-    def _recorded_steps(snapshot: Snapshot, outcome: PassOutcome) -> dict[int, str]:
-        """What the pass's new steps recorded, for the store to check their triggers against."""
-        record = snapshot.meta.record
-        return {
-            entry.n: step_record(record, entry)
-            for entry in outcome.context.entries
-            if isinstance(entry, StepEntry | TimerEntry | WaitEntry)
-        }
+        return self.state.commit(invocation_id, token, passes.commit_of(snapshot, outcome))
 
     # -- messages out -----------------------------------------------------------------------
     def _publish(self, snapshot: Snapshot, outcome: PassOutcome, result: bool = True) -> None:
@@ -455,7 +375,7 @@ class Runtime:
         if outcome.finished:
             if result and record.parent is not None:
                 self.outbox.send_result(record)
-            self._finished(record, outcome.status, self._outcome(snapshot, outcome))
+            self._finished(record, outcome.status, passes.outcome_of(snapshot, outcome))
 
     def _finished(self, record: InvocationRecord, status: str, outcome: Outcome) -> None:
         logger.debug(

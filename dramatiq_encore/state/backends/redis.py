@@ -22,7 +22,8 @@ from ...broker_config.settings import redact
 from ...errors import ConfigurationError, StateUnavailable
 from ..backend import DEFAULT_RETENTION_S, Commit, CommitResult, Delivery, StateBackend, Trigger
 from ..keys import META_OUTCOME, META_RECORD, META_SIGNALS, META_STATUS, Keys
-from ..models import FINISHED, InvocationMeta, InvocationRecord, Outcome
+from ..models import InvocationMeta, InvocationRecord, Outcome
+from . import redis_calls as calls
 from . import redis_wait
 from .redis_client import (
     TRANSIENT,
@@ -39,13 +40,6 @@ from .redis_client import (
 
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
-
-
-def _payload(trigger: Trigger) -> str:
-    """What deliver.lua appends for a trigger: a timer's outcome or a signal's/cancel's entry."""
-    if trigger.outcome is not None:
-        return trigger.outcome.model_dump_json()
-    return trigger.entry or ""
 
 
 class RedisState(StateBackend):
@@ -156,8 +150,16 @@ class RedisState(StateBackend):
             return unreachable_at_start(self._where, self._secret, exc)
         return unavailable(self._where, self._secret, exc)
 
-    def _token(self) -> str:
-        return secrets.token_hex(16)
+    def _deliver_call(
+        self, invocation_id: str, trigger: Trigger, record: InvocationRecord | None, load_from: int | None, run: int
+    ) -> tuple[list[str], list[Any]]:
+        token = secrets.token_hex(16)
+        return calls.deliver_call(
+            self.keys, invocation_id, trigger, record, load_from, run, token, self.lease_ms, self.retention_s
+        )
+
+    def _commit_call(self, invocation_id: str, token: str, commit: Commit) -> tuple[list[str], list[Any]]:
+        return calls.commit_call(self.keys, invocation_id, token, commit, self.lease_ms, self.retention_s)
 
     # -- primitives ---------------------------------------------------------------------
     def deliver(
@@ -169,7 +171,7 @@ class RedisState(StateBackend):
         run: int = 0,
     ) -> Delivery:
         keys, args = self._deliver_call(invocation_id, trigger, record, load_from, run)
-        return self._delivery(self._do(self._deliver, keys, args), record)
+        return calls.delivery(self._do(self._deliver, keys, args), record)
 
     def deliver_soon(
         self,
@@ -181,80 +183,7 @@ class RedisState(StateBackend):
     ) -> Callable[[], Delivery]:
         keys, args = self._deliver_call(invocation_id, trigger, record, load_from, run)
         reply = self._soon(self._deliver, keys, args)
-        return lambda: self._delivery(reply(), record)
-
-    def _deliver_call(
-        self,
-        invocation_id: str,
-        trigger: Trigger,
-        record: InvocationRecord | None,
-        load_from: int | None,
-        run: int,
-    ) -> tuple[list[str], list[Any]]:
-        k = self.keys.invocation(invocation_id)
-        rel_meta, rel_steps = k.meta, k.steps
-        parent = None if record is None else record.parent
-        step = trigger.step
-        if trigger.child is not None:  # a result: the reporting child's record
-            rel_meta = self.keys.meta(trigger.child)
-        elif parent is not None:  # a child's start: its parent's record of the step
-            rel = self.keys.invocation(parent.invocation_id)
-            rel_meta, rel_steps, step = rel.meta, rel.steps, parent.step
-        keys = [
-            k.meta,
-            k.journal,
-            k.triggers,
-            k.resolved,
-            k.waiting,
-            k.lock,
-            k.registry,
-            k.steps,
-            k.lost,
-            rel_meta,
-            rel_steps,
-        ]
-        args = [
-            trigger.kind,
-            trigger.key,
-            "" if record is None else record.model_dump_json(),
-            "" if record is None else record.digest,
-            "1" if record is not None and parent is None else "0",
-            "" if step is None else step,
-            self._token(),
-            self.lease_ms,
-            "" if load_from is None else load_from,
-            _payload(trigger),
-            trigger.name or "",
-            run,
-            invocation_id,
-            "" if record is None else record.fingerprint,
-            "" if trigger.due is None else repr(trigger.due),
-            trigger.limit,
-            self.retention_s,
-        ]
-        return keys, args
-
-    @staticmethod
-    def _delivery(reply: Any, record: InvocationRecord | None) -> Delivery:
-        verdict, detail, duplicate, status, token, locked, *loaded = reply
-        delivery = Delivery(
-            verdict=text(verdict),
-            duplicate=bool(duplicate),
-            status=text(status),
-            token=text(token) or None,
-            locked=bool(locked),
-            detail=text(detail),
-        )
-        if not loaded:
-            return delivery
-        start, rec, entries = loaded
-        return dataclasses.replace(
-            delivery,
-            # An empty record from 0 means the delivery created it from the caller's own.
-            record=InvocationRecord.model_validate_json(rec) if rec else (record if int(start) == 0 else None),
-            entries=tuple(text(entry) for entry in entries),
-            loaded_from=int(start),
-        )
+        return lambda: calls.delivery(reply(), record)
 
     def finish_first_pass(
         self, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
@@ -275,7 +204,7 @@ class RedisState(StateBackend):
         for reply in (delivered, committed):
             if isinstance(reply, Exception):
                 raise self.error(reply) if isinstance(reply, TRANSIENT) else reply
-        delivery = self._delivery(delivered, record)
+        delivery = calls.delivery(delivered, record)
         ok, rerun, *at = committed
         if not ok:
             return delivery, None
@@ -319,7 +248,7 @@ class RedisState(StateBackend):
 
     def acquire(self, invocation_id: str) -> str | None:
         k = self.keys.invocation(invocation_id)
-        token = self._do(self._acquire, [k.meta, k.waiting, k.lock], [self._token(), self.lease_ms])
+        token = self._do(self._acquire, [k.meta, k.waiting, k.lock], [secrets.token_hex(16), self.lease_ms])
         return None if token is None else str(text(token))
 
     def load(self, invocation_id: str, start: int) -> tuple[InvocationMeta | None, list[str]]:
@@ -334,40 +263,6 @@ class RedisState(StateBackend):
         keys, args = self._commit_call(invocation_id, token, commit)
         ok, rerun, *at = self._do(self._commit, keys, args)
         return CommitResult(ok=bool(ok), rerun=bool(rerun), appended_at=int(at[0]) if at else None)
-
-    def _commit_call(self, invocation_id: str, token: str, commit: Commit) -> tuple[list[str], list[Any]]:
-        k = self.keys.invocation(invocation_id)
-        keys = [k.meta, k.journal, k.resolved, k.waiting, k.lock, k.registry, k.steps]
-        args: list[Any] = [
-            token,
-            self.lease_ms,
-            commit.status,
-            "" if commit.outcome is None else commit.outcome.model_dump_json(),
-            "1" if commit.status in FINISHED else "0",
-            self.retention_s,
-            "1" if commit.wake_any else "0",
-            "" if commit.seen is None else commit.seen,
-            "" if commit.reset is None else commit.reset.model_dump_json(),
-            0 if commit.reset is None else commit.reset.run,
-            "1" if commit.empty_only else "",
-            0 if commit.reset is None else commit.reset.first_step,
-            len(commit.entries),
-            *commit.entries,
-            len(commit.waiting),
-            *commit.waiting,
-            len(commit.signals),
-            *commit.signals,
-            len(commit.claims),
-            *commit.claims,
-            len(commit.steps),
-            *(item for pair in commit.steps.items() for item in pair),
-        ]
-        for workflow_id, values in commit.data.items():
-            keys.append(self.keys.data(workflow_id))
-            args.append(len(values))
-            for field, value in values.items():
-                args += (field, value)
-        return keys, args
 
     def release(self, invocation_id: str, token: str) -> None:
         self._do(self._release, [self.keys.invocation(invocation_id).lock], [token])
