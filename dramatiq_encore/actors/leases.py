@@ -24,8 +24,11 @@ logger = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    def __init__(self, state: StateBackend) -> None:
+    """``background=False`` starts no renewing thread (the caller runs :meth:`renew_all`)."""
+
+    def __init__(self, state: StateBackend, *, background: bool = True) -> None:
         self._state = state
+        self._background = background
         self._held: dict[str, str] = {}
         self._suspect: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -35,7 +38,7 @@ class LeaseKeeper:
     def hold(self, invocation_id: str, token: str) -> None:
         with self._lock:
             self._held[invocation_id] = token
-            if self._pid != os.getpid():
+            if self._background and self._pid != os.getpid():
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name="encore-lease-keeper", daemon=True).start()
 
