@@ -9,8 +9,8 @@ that runs before anything else reads the body, so the checks live here, once:
   ``Infinity``, nested at most 200 deep (the parser's limit);
 - it has the seven keys of a dramatiq message with their types (``args`` a list,
   ``kwargs`` and ``options`` objects, ``message_timestamp`` an integer...) and nothing else;
-- the dramatiq options that dramatiq's own middleware reads have the types it expects, and
-  the Python-only ones (``throws``, ``retry_when``) are absent: they cannot come from JSON;
+- the options that dramatiq's own middleware and the engine read have the types they expect,
+  and the Python-only ones (``throws``, ``retry_when``) are absent: they cannot come from JSON;
 - ``queue_name`` is the queue it was consumed from (dramatiq acks through the consumer of
   the body's queue: another name leaves the message unacked or kills the worker thread).
 
@@ -43,7 +43,8 @@ PYTHON_ONLY_OPTIONS = ("throws", "retry_when")
 
 
 class _Options(TypedDict, total=False):
-    """The options dramatiq's own middleware reads, typed as it uses them; others pass."""
+    """The options dramatiq's own middleware and the engine read, typed as they use them
+    (the engine's names are those of :mod:`dramatiq_encore.actors.messages`); others pass."""
 
     __pydantic_config__ = ConfigDict(extra="allow", strict=True)  # type: ignore[misc]
     eta: int | float
@@ -60,6 +61,11 @@ class _Options(TypedDict, total=False):
     on_retry_exhausted: str
     pipe_ignore: bool
     pipe_target: dict[str, Any] | None
+    encore: dict[str, Any]
+    workflow_id: str
+    encore_nudges: _Count
+    encore_fresh: bool
+    encore_resent: bool
 
 
 def _no_python_options(options: dict[str, Any]) -> dict[str, Any]:
