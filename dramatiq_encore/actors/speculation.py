@@ -11,8 +11,8 @@ nothing that a later pass could contradict.
 - :class:`Gate`: a child's start message delivered for the first time almost always finds
   no state, so its first pass runs at once on the empty state and its delivery (create the
   record, record the trigger, take the lease) is made when first needed. A leaf that
-  finishes without needing it sends its result to its parent first: the delivery's round
-  trip is off the path from one step to the next.
+  finishes without needing it is delivered and committed in one round trip, then sends its
+  result (or resumes its parent in place).
 """
 
 from __future__ import annotations

@@ -33,8 +33,12 @@ def _raw(queue: str, actor: str, replace: str, by: str) -> bytes:
     return text.replace('"PLACEHOLDER"', by if replace == "args" else '"x"').encode()
 
 
-def bad_bodies(queue: str, actor: str) -> dict[str, tuple[bytes, str]]:
-    """Case name -> (body, a fragment of the reason logged for it)."""
+def bad_bodies(queue: str, actor: str, max_payload: int = 1024 * 1024) -> dict[str, tuple[bytes, str]]:
+    """Case name -> (body, a fragment of the reason logged for it).
+
+    The encoder refuses them all but the last four (see :data:`PAST_THE_ENCODER`), and the
+    two ``queue_name`` cases only in a consumer thread (it checks the queue being consumed).
+    """
     missing = body(queue, actor)
     del missing["kwargs"]
     extra = body(queue, actor)
@@ -68,4 +72,24 @@ def bad_bodies(queue: str, actor: str) -> dict[str, tuple[bytes, str]]:
         "options.retries a string": (_dump(body(queue, actor, options={"retries": "x"})), "options.retries"),
         "options.eta a string": (_dump(body(queue, actor, options={"eta": "soon"})), "options.eta"),
         "options.max_retries negative": (_dump(body(queue, actor, options={"max_retries": -1})), "options.max_retries"),
+        # Well-formed dramatiq messages that dramatiq or the engine dead-letters:
+        "an unknown actor": (_dump(body(queue, "no_such_task")), "no_such_task"),
+        "an invalid envelope": (
+            _dump(body(queue, actor, options={"encore": {"kind": "result", "step": "x"}})),
+            "invalid encore envelope",
+        ),
+        "a reserved workflow id": (_dump(body(queue, actor, options={"workflow_id": "a/b"})), "reserved"),
+        "arguments over the payload limit": (
+            _dump(body(queue, actor, args=["x" * (max_payload + 10)])),
+            "payload limit",
+        ),
     }
+
+
+#: The cases the encoder lets through: dramatiq (unknown actor) or the engine refuses them.
+PAST_THE_ENCODER = (
+    "an unknown actor",
+    "an invalid envelope",
+    "a reserved workflow id",
+    "arguments over the payload limit",
+)

@@ -10,13 +10,13 @@ from dramatiq.encoder import Encoder, JSONEncoder, MessageData
 
 from dramatiq_encore.actors.messages import ENVELOPE, FRESH, NUDGES, RESENT
 from dramatiq_encore.broker_config.encoder import CheckingEncoder, check_body, install_encoder
-from tests.support.bad_bodies import bad_bodies, body
+from tests.support.bad_bodies import PAST_THE_ENCODER, bad_bodies, body
 
 
 def test_every_bad_body_is_refused_with_its_reason() -> None:
     for name, (raw, reason) in bad_bodies("q", "wf").items():
-        if "queue_name" in name:
-            continue  # checked only in a consumer thread (against the queue it consumes)
+        if "queue_name" in name or name in PAST_THE_ENCODER:
+            continue  # checked in a consumer thread (the queue it consumes), or after decoding
         with pytest.raises(ValueError) as err:
             check_body(raw)
         assert reason in str(err.value), name
