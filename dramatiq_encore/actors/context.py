@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -69,13 +69,15 @@ class WorkflowContext(StepOperations):
         self,
         snapshot: Snapshot,
         *,
-        read_data: Callable[[str], tuple[bool, str | None]],
         clock: Callable[[], dt.datetime],
         origin: str,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        data: Mapping[str, str | None] | None = None,
+        speculative: bool = False,
     ) -> None:
-        super().__init__(snapshot, clock=clock, origin=origin, max_payload=max_payload)
-        self._read_data = read_data
+        super().__init__(
+            snapshot, clock=clock, origin=origin, max_payload=max_payload, data=data, speculative=speculative
+        )
         self._last_now: dt.datetime | None = None
         self._patches: set[str] = set()
         self.deterministic = _Deterministic(self)
@@ -156,14 +158,13 @@ class WorkflowContext(StepOperations):
         ... else:
         ...     wf.execute_task(send_email, order_id)     # what running workflows did
         """
-        self._check_live()
-        self._at_frontier()
+        self._enter()
         if change_id in self._patches or any(e.name == change_id for e in self.snapshot.values.get(PATCH_STREAM, ())):
             return True
         if self.snapshot.steps and max(self.snapshot.steps) > self._step:
             return False
         self._patches.add(change_id)
-        self.entries.append(ValueEntry(k=PATCH_STREAM, v=True, name=change_id))
+        self._append(ValueEntry(k=PATCH_STREAM, v=True, name=change_id))
         return True
 
     def continue_as_new(self, *args: Any, **kwargs: Any) -> NoReturn:
@@ -179,8 +180,7 @@ class WorkflowContext(StepOperations):
         ...         cursor = wf.execute_task(fetch_page, cursor).result
         ...     wf.continue_as_new(cursor)
         """
-        self._check_live()
-        self._at_frontier()
+        self._enter()
         self._cancel_point(done=False)
         self.continued = (args, kwargs)
         self.suspending = True

@@ -14,9 +14,11 @@ as it should). Only a lease still held with the same token one round later was r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 
 from ..state.backend import StateBackend
 
@@ -47,6 +49,15 @@ class LeaseKeeper:
         with self._lock:
             if token is not None and self._held.get(invocation_id) == token:
                 del self._held[invocation_id]
+
+    @contextlib.contextmanager
+    def holding(self, invocation_id: str, token: str) -> Iterator[None]:
+        """Keep the lease ``token`` holds renewed for the block (the one place a lease is held)."""
+        self.hold(invocation_id, token)
+        try:
+            yield
+        finally:
+            self.drop(invocation_id, token)
 
     def held(self, invocation_id: str) -> str | None:
         with self._lock:

@@ -1,8 +1,8 @@
 """What happens to a message instead of a pass: checks at the door, re-sends, dead letters, repairs.
 
-A message is read (:meth:`Mailbox.admit`: its envelope, its size, where it belongs), then
-delivered to the state store; when the store does not grant a pass, :meth:`Mailbox.settle`
-acts on its verdict:
+A message is read (:meth:`Mailbox.open`: its envelope, its size, then the handler of its
+kind: where it belongs, the trigger to deliver), then delivered to the state store; when
+the store does not grant a pass, :meth:`Mailbox.settle` acts on its verdict:
 
 - *refused* (the trigger contradicts what the invocation recorded: a forged result or timer,
   a start its parent's step did not record, a signal past the limit) and *unknown* (the store
@@ -16,16 +16,18 @@ acts on its verdict:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from dramatiq.broker import MessageProxy
 
 from ..errors import EncoreError, MisuseError, WorkflowIdConflict
 from ..state.backend import DUE_SLACK_S, Delivery, Trigger
-from ..state.models import FINISHED
+from ..state.models import FINISHED, InvocationRecord
 from .codec import check_size
 from .messages import (
     FRESH,
@@ -39,6 +41,7 @@ from .messages import (
     read_envelope,
 )
 from .pass_state import CANCEL_STREAM
+from .records import start_record
 from .replay import Snapshot
 
 if TYPE_CHECKING:
@@ -56,6 +59,16 @@ UNKNOWN_NUDGES = 20
 EARLY_NUDGES = 8
 
 
+@dataclasses.dataclass(frozen=True)
+class Letter:
+    """A message read at the door: the invocation it is for, the trigger to deliver, and the
+    record to create the invocation from (a start only)."""
+
+    invocation_id: str
+    trigger: Trigger
+    record: InvocationRecord | None = None
+
+
 class UntrustedMessage(MalformedMessage):
     """A well-formed message that contradicts what the invocation recorded (it was not sent by
     the engine for this invocation: forged, or meant for a state the store no longer has)."""
@@ -70,7 +83,15 @@ class Mailbox:
         self.outbox = outbox
 
     # -- at the door ------------------------------------------------------------------------
-    def admit(
+    def open(
+        self, task: Task[Any, Any], message: MessageProxy, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Letter | None:
+        """Read a message: the letter to deliver, or None when it was dealt with here (sent on,
+        forwarded, re-sent later). Dead-letters what cannot be read."""
+        envelope = self._admit(task, message, args, kwargs)
+        return self._DOOR[envelope.kind](self, task, message, envelope, args, kwargs)
+
+    def _admit(
         self, task: Task[Any, Any], message: MessageProxy, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> AnyEnvelope:
         """The message's envelope, or dead-letter it (bad envelope, pipeline, over the size limit)."""
@@ -89,10 +110,46 @@ class Mailbox:
             self.dead_letter(message, exc)
         return envelope
 
-    def trigger(self, envelope: AnyEnvelope) -> Trigger:
-        if isinstance(envelope, SignalEnvelope):
-            return envelope.trigger(self.app.settings.max_pending_signals)
-        return envelope.trigger()
+    # One handler per message kind (messages.KINDS): what each reads at the door.
+    def _start(
+        self, task: Task[Any, Any], message: MessageProxy, envelope: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Letter | None:
+        record = start_record(task, message, envelope, list(args), kwargs)
+        return Letter(envelope.invocation_id, envelope.trigger(), record)
+
+    def _result(
+        self, task: Task[Any, Any], message: MessageProxy, envelope: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Letter | None:
+        return Letter(envelope.invocation_id, envelope.trigger())
+
+    def _timer(
+        self, task: Task[Any, Any], message: MessageProxy, envelope: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Letter | None:
+        if self._early_timer(task, envelope, message):
+            return None
+        return Letter(envelope.invocation_id, envelope.trigger())
+
+    def _signal(
+        self, task: Task[Any, Any], message: MessageProxy, envelope: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Letter | None:
+        if self._elsewhere(task, envelope, message):
+            return None
+        return Letter(envelope.invocation_id, envelope.trigger(self.app.settings.max_pending_signals))
+
+    def _cancel(
+        self, task: Task[Any, Any], message: MessageProxy, envelope: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Letter | None:
+        if self._elsewhere(task, envelope, message):
+            return None
+        return Letter(envelope.invocation_id, envelope.trigger())
+
+    _DOOR: ClassVar[dict[str, Callable[..., Letter | None]]] = {
+        "start": _start,
+        "result": _result,
+        "timer": _timer,
+        "signal": _signal,
+        "cancel": _cancel,
+    }
 
     @staticmethod
     def dead_letter(message: MessageProxy, exc: EncoreError) -> NoReturn:
@@ -110,20 +167,18 @@ class Mailbox:
                 "pipelines are not supported by encore tasks: compose steps with wf.execute_task"
             )
 
-    def elsewhere(self, task: Task[Any, Any], envelope: AnyEnvelope, message: MessageProxy) -> bool:
-        """True when the message is not delivered here: a timer wake-up that is early (sent on
-        with the remaining delay), a signal or cancel for another task's invocation (forwarded
-        to its actor) or for one not created yet (re-sent later)."""
-        if isinstance(envelope, TimerEnvelope):
-            return self._early_timer(task, envelope, message)
-        if not isinstance(envelope, SignalEnvelope | CancelEnvelope):
-            return False
+    def _elsewhere(
+        self, task: Task[Any, Any], envelope: SignalEnvelope | CancelEnvelope, message: MessageProxy
+    ) -> bool:
+        """True when a signal or cancel is not delivered here: its invocation belongs to another
+        task (forwarded to its actor) or does not exist yet (re-sent later, a while: its start
+        may still be on the way; then delivered, and the store marks a signal's target lost)."""
         meta = self.state.get_meta(envelope.invocation_id)
         if meta is None:
             if int(message.options.get(NUDGES, 0)) < UNKNOWN_NUDGES:
                 self.nudge(message, transient=True)
                 return True
-            return False  # delivered: the store marks a signal's invocation lost
+            return False
         if meta.record.task != task.name:
             record = meta.record
             self.outbox.send(record.queue, record.task, [], {}, envelope.model_dump(mode="json"))

@@ -184,6 +184,9 @@ class CancelEnvelope(_Envelope):
 
 
 AnyEnvelope = StartEnvelope | ResultEnvelope | TimerEnvelope | SignalEnvelope | CancelEnvelope
+#: Every message kind. Each has its envelope here, its handler at the mailbox's door
+#: (``Mailbox._DOOR``), its branch in ``deliver.lua`` and in ``MemoryState`` (a test checks).
+KINDS = ("start", "result", "timer", "signal", "cancel")
 Envelope = Annotated[AnyEnvelope, Field(discriminator="kind")]
 _envelope = TypeAdapter(Envelope)
 #: The longest dramatiq delay of a timer message: workers never hold one for longer.

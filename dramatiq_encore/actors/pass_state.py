@@ -4,13 +4,24 @@ The ``wf`` operations are split by kind (deterministic values and data in
 :mod:`.context`, steps in :mod:`.steps`); this base holds what they share: the snapshot
 being replayed, the entries the pass appends, what it will wait on, and the checks that
 stop a pass that suspended, diverged or was cancelled from recording anything more.
+
+The frontier is structural. Every ``wf`` operation starts with :meth:`PassState._enter`, and
+every entry a pass records goes through :meth:`PassState._append`. A pass never calls the
+state store: what it needs from it is handed in before it starts (the snapshot, the data
+values already read), or the pass asks for it (:meth:`PassState._ask`, with a
+:class:`Needs`) and waits, parked, while its driver fetches it (see
+:class:`~.replay.Pass`). A *speculative* pass (run before its delivery, so before the
+replay lease is held) asks for the lease at its first ``wf`` operation: no value is drawn,
+no step is recorded, before the lease is held. A pass run with no driver stops instead
+(:class:`Stop`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EncoreError, NonDeterminismError, WorkflowCancelled
@@ -40,6 +51,28 @@ class ContinueAsNew(Suspend):
     ``except Exception`` blocks do not catch it either)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Needs:
+    """What a pass that stopped needs from the state store before it can go on."""
+
+    #: The replay lease (a speculative pass reached its first ``wf`` operation).
+    lease: bool = False
+    #: A workflow data value that no earlier pass read (``wf.get_data``).
+    data: str | None = None
+
+
+class Stop(Suspend):
+    """Unwinds a pass that needs something from the state store and has no driver to ask."""
+
+
+class Abandoned(Suspend):
+    """Unwinds a pass its driver gave up (its speculation did not hold): nothing of it counts."""
+
+
+#: Asks the pass's driver for what it needs; returns the answer (see :class:`~.replay.Pass`).
+Ask = Callable[[Needs], Any]
+
+
 class PassState:
     """The snapshot a pass replays and everything the pass records."""
 
@@ -50,8 +83,14 @@ class PassState:
         clock: Callable[[], dt.datetime],
         origin: str,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        data: Mapping[str, str | None] | None = None,
+        speculative: bool = False,
     ) -> None:
         self.snapshot = snapshot
+        #: Workflow data values read from the store for this pass: key -> JSON text, or None
+        #: when the key is not set. A key missing here stops the pass (see :class:`Needs`).
+        self._data = data if data is not None else {}
+        self._speculative = speculative
         self._clock = clock
         self._origin = origin
         self._max_payload = max_payload
@@ -75,12 +114,10 @@ class PassState:
         self.fatal: EncoreError | None = None
         #: The arguments of the next run when the workflow called ``continue_as_new``.
         self.continued: tuple[tuple[Any, ...], dict[str, Any]] | None = None
-        #: A pass that runs while its delivery is on its way calls this once, before it uses
-        #: anything the snapshot does not hold yet (see :meth:`_at_frontier`): True when the
-        #: delivery confirmed the snapshot (and extended it with what arrived), False when
-        #: the pass must be abandoned (the runtime then runs it properly).
-        self.gate: Callable[[], bool] | None = None
-        self.abandoned = False
+        #: Set when the pass stopped: what it needs from the store.
+        self.needs: Needs | None = None
+        #: The driver to ask for what the pass needs (None: the pass stops instead).
+        self.ask: Ask | None = None
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -106,48 +143,58 @@ class PassState:
         return self._step
 
     # -- plumbing -----------------------------------------------------------------------
-    def _at_frontier(self) -> None:
-        """Before a value, a step or a result that the snapshot does not hold yet.
+    def _enter(self) -> None:
+        """The prologue of every ``wf`` operation.
 
-        Up to here the pass only replayed what the snapshot holds, which nothing that arrives
-        later can change (the journal is append-only and a step is resolved once), so a pass
-        started before its delivery returned goes on from here once the gate confirmed it.
+        Once a pass suspended, stopped or hit non-determinism, nothing more is recorded:
+        user code that keeps going (a finally block, a swallowed error) cannot add steps or
+        values. A speculative pass asks for the lease here, before anything else.
         """
-        if self.gate is None:
-            return
-        gate, self.gate = self.gate, None
-        if not gate():
-            self.abandoned = True
-            self.suspending = True
-            raise Suspend()
-
-    def _check_live(self) -> None:
-        # Once a pass suspends or hit non-determinism, nothing more is recorded: user code
-        # that keeps going (a finally block, a swallowed error) cannot add steps or values.
         if self.fatal is not None:
             raise self.fatal
         if self.suspending:
             raise Suspend()
+        if self._speculative:
+            self._ask(Needs(lease=True))  # answered only when granted (else the pass is abandoned)
+            self._speculative = False
+
+    def _append(self, entry: JournalOut) -> None:
+        """Record ``entry`` in this pass (the only way a pass records anything)."""
+        assert not self._speculative, "a speculative pass records nothing before it holds the lease"
+        self.entries.append(entry)
+
+    def _ask(self, needs: Needs) -> Any:
+        """What the pass needs from the store: asked of its driver, or the pass stops."""
+        if self.ask is None:
+            self.needs = needs
+            self.suspending = True
+            raise Stop()
+        return self.ask(needs)
+
+    def _read_data(self, key: str) -> tuple[bool, str | None]:
+        """A workflow data value: handed in for this pass, or asked for."""
+        if key not in self._data:
+            found, text = self._ask(Needs(data=key))
+            self._data = {**self._data, key: text if found else None}
+        text = self._data[key]
+        return text is not None, text
 
     def _nondeterminism(self, where: str, recorded: str, requested: str) -> NonDeterminismError:
         self.fatal = NonDeterminismError(self.identity.workflow_id, self.invocation_id, where, recorded, requested)
         return self.fatal
 
     def _value(self, kind: str, produce: Callable[[int], Any], name: str | None = None) -> Any:
-        self._check_live()
+        self._enter()
         index = self._counters[kind]
         self._counters[kind] = index + 1
         recorded = self.snapshot.values.get(kind, ())
-        if index >= len(recorded):
-            self._at_frontier()
-            recorded = self.snapshot.values.get(kind, ())
         if index < len(recorded):
             entry = recorded[index]
             if entry.name != name:
                 raise self._nondeterminism(f"{kind} #{index + 1}", repr(entry.name), repr(name))
             return entry.v
         value = produce(index)
-        self.entries.append(ValueEntry(k=kind, v=value, name=name))
+        self._append(ValueEntry(k=kind, v=value, name=name))
         return value
 
     def _suspend(self, waiting: list[int], signals: list[str] | None = None, wake_any: bool = False) -> Suspend:
@@ -159,10 +206,8 @@ class PassState:
 
     def _next_step(self) -> tuple[int, AnyStep | None]:
         """The next step number and what the journal recorded there (None: a new step)."""
-        self._check_live()
+        self._enter()
         self._step += 1
-        if self._step not in self.snapshot.results:
-            self._at_frontier()
         return self._step, self.snapshot.steps.get(self._step)
 
     def _cancel_point(self, done: bool) -> None:
@@ -183,7 +228,7 @@ class PassState:
             return
         self._cancel_at = index
         self.cancel_raised = True
-        self.entries.append(ValueEntry(k=CANCEL_STREAM, v=index))
+        self._append(ValueEntry(k=CANCEL_STREAM, v=index))
         raise self._cancelled()
 
     @property

@@ -1,8 +1,9 @@
 """One pass over one invocation, as the runtime runs it: the task's arguments in, a commit out.
 
-:func:`run` wraps the pure engine (:func:`.replay.run_pass`) with what a task adds to it:
-its arguments decoded from the record, dramatiq's time limit, the result encoded and held
-to the payload limit, the next run's record when the workflow continued as new.
+:func:`run` wraps the pure engine (a :class:`.replay.Pass`) with what a task adds to it:
+its arguments decoded from the record, the answers to what the pass asks for (fetched by
+the caller between its steps), dramatiq's time limit, the result encoded and held to the
+payload limit, the next run's record when the workflow continued as new.
 :func:`commit_of` turns the pass's outcome into the one atomic write the state store applies,
 and :func:`will_retry` asks dramatiq's retry rule whether a failed pass is tried again.
 """
@@ -10,7 +11,6 @@ and :func:`will_retry` asks dramatiq's retry rule whether a failed pass is tried
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +21,12 @@ from dramatiq.middleware.shutdown import Shutdown
 from dramatiq.threading import Interrupt
 
 from ..errors import PayloadTooLarge
-from ..state.backend import Commit, StateBackend
+from ..state.backend import Commit
 from ..state.models import Outcome, StepEntry, TimerEntry, WaitEntry, step_record
 from .codec import ArgumentError, InvalidJSON, ResultError, check_size
-from .context import WorkflowContext
+from .pass_state import Needs
 from .records import next_run
-from .replay import PassOutcome, Snapshot, error_info, run_pass
+from .replay import Pass, PassOutcome, Snapshot, error_info
 
 if TYPE_CHECKING:
     from .task import Task
@@ -36,29 +36,59 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def run(
-    task: Task[Any, Any],
-    snapshot: Snapshot,
-    origin: str,
-    state: StateBackend,
-    max_payload: int,
-    gate: Callable[[], bool] | None = None,
-) -> PassOutcome:
-    """Run ``task``'s function once over ``snapshot``; never raises for what the task does."""
+#: Fetches what a pass needs from the store (a data value) between two of its steps.
+Answer = Callable[[Needs], Any]
+
+
+def begin(
+    task: Task[Any, Any], snapshot: Snapshot, origin: str, max_payload: int, *, speculative: bool = False
+) -> Pass | PassOutcome:
+    """A pass of ``task`` over ``snapshot``, not started yet; or the outcome of a task whose
+    recorded arguments no longer fit its signature (it fails at once)."""
     record = snapshot.meta.record
-    read = functools.partial(state.read_data, record.identity.workflow_id)
-    ctx = WorkflowContext(snapshot, read_data=read, clock=_utc_now, origin=origin, max_payload=max_payload)
-    ctx.gate = gate
     try:
         args, kwargs = task.codec.load_args(record.args, record.kwargs)
     except ArgumentError as exc:
-        return PassOutcome("failed", ctx, error=error_info(exc), exception=exc)
+        return PassOutcome("failed", error=error_info(exc), exception=exc)
+    return Pass(
+        snapshot, task.fn, args, kwargs, clock=_utc_now, origin=origin, max_payload=max_payload, speculative=speculative
+    )
+
+
+def complete(
+    task: Task[Any, Any], step: Pass, result: PassOutcome | Needs, answer: Answer, max_payload: int
+) -> PassOutcome:
+    """Answer what the pass asks until it ends, then encode its result (held to the payload
+    limit) or the next run's record; never raises for what the task does."""
     try:
-        outcome = run_pass(ctx, task.fn, args, kwargs)
-    except Interrupt as exc:  # dramatiq's time limit; a shutdown propagates
+        while isinstance(result, Needs):
+            result = step.answer(answer(result))
+    except Interrupt as exc:  # dramatiq's time limit (a shutdown propagates)
+        step.abandon()
         if isinstance(exc, Shutdown):
             raise
-        return PassOutcome("failed", ctx, error=error_info(exc), exception=exc, retryable=True)
+        return PassOutcome("failed", error=error_info(exc), exception=exc, retryable=True)
+    except BaseException:  # the store failed while the pass waited: nothing of it counts
+        step.abandon()
+        raise
+    return _encoded(task, step.snapshot, result, max_payload)
+
+
+def run(task: Task[Any, Any], snapshot: Snapshot, origin: str, max_payload: int, answer: Answer) -> PassOutcome:
+    """One pass that holds the lease: :func:`begin`, start, :func:`complete`."""
+    step = begin(task, snapshot, origin, max_payload)
+    if isinstance(step, PassOutcome):
+        return step
+    try:
+        result = step.start()
+    except Interrupt as exc:
+        if isinstance(exc, Shutdown):
+            raise
+        return PassOutcome("failed", error=error_info(exc), exception=exc, retryable=True)
+    return complete(task, step, result, answer, max_payload)
+
+
+def _encoded(task: Task[Any, Any], snapshot: Snapshot, outcome: PassOutcome, max_payload: int) -> PassOutcome:
     try:
         if outcome.status == "succeeded":
             outcome.value = task.codec.dump_result(outcome.value)
@@ -66,9 +96,9 @@ def run(
         elif outcome.continued is not None:
             args, kwargs = task.codec.dump_args(*outcome.continued)
             check_size(f"arguments of {task.name}", [args, kwargs], max_payload)
-            outcome.value = next_run(record, args, kwargs, ctx.last_step)
+            outcome.value = next_run(snapshot.meta.record, args, kwargs, outcome.last_step)
     except (ResultError, PayloadTooLarge, ArgumentError, InvalidJSON) as exc:
-        return PassOutcome("failed", ctx, error=error_info(exc), exception=exc)
+        return PassOutcome("failed", error=error_info(exc), exception=exc)
     return outcome
 
 
@@ -99,24 +129,23 @@ def outcome_of(snapshot: Snapshot, outcome: PassOutcome) -> Outcome:
 
 def commit_of(snapshot: Snapshot, outcome: PassOutcome) -> Commit:
     """Everything the pass writes, for :meth:`~dramatiq_encore.state.StateBackend.commit`."""
-    ctx = outcome.context
-    data = {snapshot.meta.record.identity.workflow_id: ctx.data_writes} if ctx.data_writes else {}
+    data = {snapshot.meta.record.identity.workflow_id: outcome.data_writes} if outcome.data_writes else {}
     steps = _recorded_steps(snapshot, outcome)
     if outcome.status == "continued":  # a new run; children this pass started still run
-        carried = [signal.model_dump_json() for signal in ctx.unconsumed_signals()]
+        carried = [signal.model_dump_json() for signal in outcome.unconsumed]
         return Commit(
             entries=carried, status="running", data=data, seen=snapshot.length, reset=outcome.value, steps=steps
         )
     return Commit(
-        entries=[entry.model_dump_json() for entry in ctx.entries],
+        entries=[entry.model_dump_json() for entry in outcome.entries],
         steps=steps,
         status=outcome.status,
         outcome=outcome_of(snapshot, outcome) if outcome.finished else None,
-        waiting=ctx.waiting,
+        waiting=outcome.waiting,
         data=data,
-        signals=ctx.waiting_signals,
-        wake_any=ctx.wake_any,
-        claims=ctx.claims,
+        signals=outcome.waiting_signals,
+        wake_any=outcome.wake_any,
+        claims=outcome.claims,
         seen=snapshot.length,
     )
 
@@ -126,6 +155,6 @@ def _recorded_steps(snapshot: Snapshot, outcome: PassOutcome) -> dict[int, str]:
     record = snapshot.meta.record
     return {
         entry.n: step_record(record, entry)
-        for entry in outcome.context.entries
+        for entry in outcome.entries
         if isinstance(entry, StepEntry | TimerEntry | WaitEntry)
     }

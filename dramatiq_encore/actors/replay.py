@@ -1,16 +1,23 @@
 """The pure replay engine: snapshot + function + arguments in, outcome out.
 
-No broker, no state store: ``run_pass`` executes the workflow function once under a
-:class:`WorkflowContext` built from a :class:`Snapshot` and reports what happened. The
-runtime decides what to write and send. Unit tests drive it directly, in microseconds.
+No broker, no state store: ``run_pass`` (or a :class:`Pass`, which can ask for what it
+needs) executes the workflow function once under a :class:`WorkflowContext` built from a
+:class:`Snapshot` and returns a :class:`PassOutcome`, a plain value that says what the pass
+decided. The runtime builds the commit from it and decides what to send. Unit tests drive
+it directly, in microseconds. Neither this module nor anything it imports touches dramatiq,
+pika, redis, the runtime or a state backend (``tests/unit/test_engine_purity.py``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import datetime as dt
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
+
+import greenlet
 
 from ..errors import EncoreError, MisuseError, TaskError, WorkflowCancelled
 from ..state.models import (
@@ -29,6 +36,7 @@ from ..state.models import (
     journal_entry,
 )
 from .context import Suspend, WorkflowContext, _current
+from .pass_state import DEFAULT_MAX_PAYLOAD, Abandoned, JournalOut, Needs
 
 
 class Snapshot:
@@ -50,22 +58,10 @@ class Snapshot:
         self.signals: list[SignalEntry] = []
         self.consumed: set[str] = set()
         self.cancel: CancelEntry | None = None
-        # Results that reached the journal before their step did (a child's start is sent
-        # ahead of its parent's commit): they count once the step is recorded.
-        self._early: dict[int, tuple[int, ResolvedEntry]] = {}
 
     def apply(self, raw_entries: list[str] | tuple[str, ...]) -> None:
         """Fold journal entries (JSON text) that follow the ones already applied."""
         self._fold([journal_entry.validate_json(text) for text in raw_entries])
-
-    def extend(self, raw_entries: list[str] | tuple[str, ...]) -> bool:
-        """Fold entries that arrived from outside (results, signals, a cancel) and return True;
-        return False, folding nothing, when another pass wrote some of them (steps, values)."""
-        entries = [journal_entry.validate_json(text) for text in raw_entries]
-        if not all(isinstance(entry, ResolvedEntry | SignalEntry | CancelEntry) for entry in entries):
-            return False
-        self._fold(entries)
-        return True
 
     def extend_own(self, entries: Sequence[JournalEntry]) -> None:
         """Fold the entries a pass over this snapshot appended, right after what it held."""
@@ -77,13 +73,8 @@ class Snapshot:
                 self.values.setdefault(entry.k, []).append(entry)
             elif isinstance(entry, StepEntry | TimerEntry | WaitEntry):
                 self.steps[entry.n] = entry
-                if entry.n in self._early:
-                    self._resolve(*self._early.pop(entry.n))
-            elif isinstance(entry, ResolvedEntry):
-                if entry.n in self.steps:
-                    self._resolve(index, entry)
-                else:
-                    self._early.setdefault(entry.n, (index, entry))
+            elif isinstance(entry, ResolvedEntry):  # always after its step (the store checks it)
+                self._resolve(index, entry)
             elif isinstance(entry, SignalEntry):
                 self.signals.append(entry)
             elif self.cancel is None:
@@ -111,25 +102,45 @@ class Snapshot:
         ]
 
 
+Status = Literal["succeeded", "failed", "cancelled", "suspended", "continued", "stopped"]
+
+
 @dataclasses.dataclass
 class PassOutcome:
-    """What one pass produced: succeeded, failed, cancelled, suspended or continued (as new)."""
+    """What one pass decided, as plain data: how it ended and what it recorded.
 
-    status: Literal["succeeded", "failed", "cancelled", "suspended", "continued", "abandoned"]
-    context: WorkflowContext
+    ``status`` is succeeded, failed or cancelled (finished), suspended (it waits on
+    ``waiting`` steps and ``waiting_signals``), continued (as new, with ``continued`` as the
+    next run's arguments) or stopped (it needs ``needs`` from the store first, and runs again
+    once it has it: nothing it did counts). ``entries`` are the journal entries to append,
+    ``new_steps`` the children to start, ``new_timers`` the wake-ups to send, ``data_writes``
+    the workflow data to write; ``claims`` are the wait steps the pass resolved itself.
+    """
+
+    status: Status
     value: Any = None
     error: ErrorInfo | None = None
     exception: BaseException | None = None
     retryable: bool = False
-
-    @property
-    def continued(self) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
-        """The next run's arguments when the workflow continued as new."""
-        return self.context.continued
+    entries: list[JournalOut] = dataclasses.field(default_factory=list)
+    new_steps: list[StepEntry] = dataclasses.field(default_factory=list)
+    new_timers: list[TimerEntry | WaitEntry] = dataclasses.field(default_factory=list)
+    data_writes: dict[str, str] = dataclasses.field(default_factory=dict)
+    waiting: list[int] = dataclasses.field(default_factory=list)
+    waiting_signals: list[str] = dataclasses.field(default_factory=list)
+    wake_any: bool = False
+    claims: list[int] = dataclasses.field(default_factory=list)
+    #: Cancellation was raised in this pass: its children still running are cancelled too.
+    cancel_raised: bool = False
+    #: Signals received that no step consumed (a new run, after continue-as-new, keeps them).
+    unconsumed: list[SignalEntry] = dataclasses.field(default_factory=list)
+    continued: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+    last_step: int = 0
+    needs: Needs | None = None
 
     @property
     def finished(self) -> bool:
-        return self.status not in ("suspended", "continued", "abandoned")
+        return self.status in ("succeeded", "failed", "cancelled")
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -140,42 +151,152 @@ def error_info(exc: BaseException) -> ErrorInfo:
     return ErrorInfo(type=getattr(exc, "error_type", type(exc).__name__), message=str(exc), traceback=text)
 
 
-def run_pass(ctx: WorkflowContext, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> PassOutcome:
-    """Execute ``fn`` once under ``ctx``; never raises for what user code does.
+def run_pass(
+    snapshot: Snapshot,
+    fn: Callable[..., Any],
+    args: list[Any] | tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    clock: Callable[[], dt.datetime],
+    origin: str,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+    data: Mapping[str, str | None] | None = None,
+    speculative: bool = False,
+) -> PassOutcome:
+    """Execute ``fn`` once over ``snapshot``; never raises for what user code does.
 
+    ``origin`` is the key of the trigger that woke the invocation (repairs use it),
+    ``data`` the workflow data values already read, ``speculative`` a pass run before the
+    lease is held. With no driver to ask (see :class:`Pass`), a pass that needs anything
+    else from the store (another data value, the lease) stops: status ``stopped``.
     Non-determinism and misuse fail the invocation even when user code catches them; a
     ``TaskError`` from a child fails it too (a replay would raise it again); any other
     exception is a user failure that dramatiq's retry policy may retry. Once cancellation
     was raised in the workflow, it ends ``cancelled`` however the function ends (its cleanup
     may catch ``WorkflowCancelled``, or ``Exception``, and return).
     """
+    ctx = WorkflowContext(
+        snapshot, clock=clock, origin=origin, max_payload=max_payload, data=data, speculative=speculative
+    )
+    return _execute(ctx, fn, args, kwargs)
+
+
+class Pass:
+    """One pass that asks its driver for what it needs and goes on with the answer.
+
+    The pass runs in a greenlet of the driver's thread (dramatiq's worker thread: its
+    thread-locals, time limits and context variables hold in user code). When the pass
+    needs something from the state store, it parks and :meth:`start` or :meth:`answer`
+    returns that :class:`Needs`; the driver fetches it (no store I/O happens while user code
+    runs) and answers: ``Needs(lease=True)`` with ``True`` once the lease is held on the
+    empty state the speculative pass assumed, ``Needs(data=key)`` with ``(found, text)``.
+    A driver that cannot grant the lease :meth:`abandon` s the pass.
+
+    >>> step = Pass(snapshot, fn, args, kwargs, clock=clock, origin="start", speculative=True)
+    >>> result = step.start()
+    >>> while isinstance(result, Needs):
+    ...     result = step.answer(fetch(result))
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        fn: Callable[..., Any],
+        args: list[Any] | tuple[Any, ...],
+        kwargs: dict[str, Any],
+        **options: Any,
+    ) -> None:
+        self.snapshot = snapshot
+        self._ctx = WorkflowContext(snapshot, **options)
+        self._ctx.ask = self._ask
+        self._greenlet = greenlet.greenlet(lambda: _execute(self._ctx, fn, args, kwargs))
+        # User code sees the driver's context variables (dramatiq's current message, say).
+        self._greenlet.gr_context = contextvars.copy_context()
+
+    def _ask(self, needs: Needs) -> Any:
+        # In the pass's greenlet: park, and hand ``needs`` to whoever started or answered it.
+        parent = self._greenlet.parent
+        assert parent is not None
+        return parent.switch(needs)
+
+    def start(self) -> PassOutcome | Needs:
+        return self._switch()
+
+    def answer(self, value: Any) -> PassOutcome | Needs:
+        return self._switch(value)
+
+    def _switch(self, *value: Any) -> PassOutcome | Needs:
+        self._greenlet.parent = greenlet.getcurrent()
+        result: PassOutcome | Needs = self._greenlet.switch(*value)
+        return result
+
+    @property
+    def parked(self) -> bool:
+        """Started and waiting for an answer."""
+        return bool(self._greenlet) and not self._greenlet.dead
+
+    def abandon(self) -> None:
+        """Unwind a parked pass: it raises :class:`Abandoned` where it waits; nothing counts."""
+        if self.parked:
+            self._ctx.suspending = True
+            self._greenlet.parent = greenlet.getcurrent()
+            self._greenlet.throw(Abandoned())
+
+
+def _execute(ctx: WorkflowContext, fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> PassOutcome:
     token = _current.set(ctx)
     try:
         value = fn(*args, **kwargs)
+    except Abandoned:
+        return _outcome("stopped", ctx)
     except Suspend:
-        if ctx.abandoned:
-            return PassOutcome("abandoned", ctx)
+        if ctx.needs is not None:
+            return _outcome("stopped", ctx)
         if ctx.fatal is not None:
             return _failed(ctx, ctx.fatal)
-        return PassOutcome("continued" if ctx.continued is not None else "suspended", ctx)
+        return _outcome("continued" if ctx.continued is not None else "suspended", ctx)
     except Exception as exc:  # user code failed: classify below
         return _classify(ctx, exc)
     finally:
         _current.reset(token)
-    if ctx.abandoned:
-        return PassOutcome("abandoned", ctx)
+    return _returned(ctx, value)
+
+
+def _returned(ctx: WorkflowContext, value: Any) -> PassOutcome:
+    if ctx.needs is not None:  # user code swallowed the stop: it runs again with what it needs
+        return _outcome("stopped", ctx)
     if ctx.fatal is not None:
         return _failed(ctx, ctx.fatal)
     if ctx.suspending:
         return _failed(ctx, _swallowed(ctx))
     if ctx.cancelled_here:
         return _cancelled(ctx, ctx._cancelled())
-    return PassOutcome("succeeded", ctx, value=value)
+    return _outcome("succeeded", ctx, value=value)
+
+
+def _outcome(status: Status, ctx: WorkflowContext, **fields: Any) -> PassOutcome:
+    return PassOutcome(
+        status,
+        entries=ctx.entries,
+        new_steps=ctx.new_steps,
+        new_timers=ctx.new_timers,
+        data_writes=ctx.data_writes,
+        waiting=ctx.waiting,
+        waiting_signals=ctx.waiting_signals,
+        wake_any=ctx.wake_any,
+        claims=ctx.claims,
+        cancel_raised=ctx.cancel_raised,
+        unconsumed=ctx.unconsumed_signals() if status == "continued" else [],
+        continued=ctx.continued,
+        last_step=ctx.last_step,
+        needs=ctx.needs,
+        **fields,
+    )
 
 
 def _classify(ctx: WorkflowContext, exc: Exception) -> PassOutcome:
-    if ctx.abandoned:
-        return PassOutcome("abandoned", ctx)
+    if ctx.needs is not None:
+        return _outcome("stopped", ctx)
     if ctx.fatal is not None:
         return _failed(ctx, ctx.fatal)
     if ctx.suspending:
@@ -184,15 +305,15 @@ def _classify(ctx: WorkflowContext, exc: Exception) -> PassOutcome:
         return _cancelled(ctx, exc if isinstance(exc, WorkflowCancelled) else ctx._cancelled())
     if isinstance(exc, EncoreError):
         return _failed(ctx, exc)
-    return PassOutcome("failed", ctx, error=error_info(exc), exception=exc, retryable=True)
+    return _outcome("failed", ctx, error=error_info(exc), exception=exc, retryable=True)
 
 
 def _cancelled(ctx: WorkflowContext, exc: WorkflowCancelled) -> PassOutcome:
-    return PassOutcome("cancelled", ctx, error=error_info(exc), exception=exc)
+    return _outcome("cancelled", ctx, error=error_info(exc), exception=exc)
 
 
 def _failed(ctx: WorkflowContext, exc: BaseException) -> PassOutcome:
-    return PassOutcome("failed", ctx, error=error_info(exc), exception=exc, retryable=False)
+    return _outcome("failed", ctx, error=error_info(exc), exception=exc, retryable=False)
 
 
 def _swallowed(ctx: WorkflowContext) -> MisuseError:

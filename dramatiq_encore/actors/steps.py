@@ -116,7 +116,7 @@ class StepOperations(PassState):
         >>> charge, stock = wf.start_task(charge_card, order), wf.start_task(reserve_stock, order)
         >>> payment, reservation = wf.gather(charge, stock)
         """
-        self._check_live()
+        self._enter()
         for handle in handles:
             if handle._owner is not self:
                 # Fatal like non-determinism: catching it would not make the handle valid.
@@ -200,7 +200,7 @@ class StepOperations(PassState):
             kwargs=kwargs,
             origin=self._origin,
         )
-        self.entries.append(entry)
+        self._append(entry)
         self.new_steps.append(entry)
 
     def _finished(self, handle: StepHandle) -> Invocation:
@@ -239,7 +239,7 @@ class StepOperations(PassState):
         n, recorded = self._next_step()
         if recorded is None:
             entry = TimerEntry(n=n, seconds=seconds, due=self._clock().timestamp() + seconds, origin=self._origin)
-            self.entries.append(entry)
+            self._append(entry)
             self.new_timers.append(entry)
         elif not isinstance(recorded, TimerEntry) or recorded.seconds != seconds:
             raise self._nondeterminism(f"step {n}", _describe(recorded), f"sleep({seconds})")
@@ -263,7 +263,7 @@ class StepOperations(PassState):
         if recorded is None:
             due = None if seconds is None else self._clock().timestamp() + seconds
             entry = WaitEntry(n=n, name=name, timeout=seconds, due=due, origin=self._origin)
-            self.entries.append(entry)
+            self._append(entry)
             if due is not None:
                 self.new_timers.append(entry)
         elif not isinstance(recorded, WaitEntry) or recorded.name != name or recorded.timeout != seconds:
@@ -287,7 +287,7 @@ class StepOperations(PassState):
         if signal is None:
             raise self._suspend([] if seconds is None else [n], [name], wake_any=seconds is not None)
         outcome = Outcome(ok=True, value={"id": signal.id, "payload": signal.payload})
-        self.entries.append(ResolvedEntry(n=n, o=outcome))
+        self._append(ResolvedEntry(n=n, o=outcome))
         self.claims.append(n)
         self.consumed.add(signal.id)
         return outcome

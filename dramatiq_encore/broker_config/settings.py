@@ -50,6 +50,10 @@ class EncoreSettings(BaseSettings):
     max_pending_signals: int = Field(
         default=DEFAULT_MAX_SIGNALS, ge=1, description="most signals a workflow keeps unconsumed; more are refused"
     )
+    fast_path: bool = Field(
+        default=True, description="the speculative paths (first passes before delivery, parents resumed in place)"
+    )
+    cache_size: int = Field(default=1024, ge=0, description="snapshots of recently driven workflows kept per process")
     state_wait: float = Field(
         default=10.0, ge=0, description="seconds a starting process waits for an unreachable Redis before failing"
     )

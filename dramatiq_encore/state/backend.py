@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -177,8 +176,18 @@ class CommitResult:
     appended_at: int | None = None
 
 
+def deliver_then_commit(
+    state: StateBackend, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
+) -> tuple[Delivery, CommitResult | None]:
+    """:meth:`FirstPass.finish_first_pass` in two round trips, on any backend."""
+    delivery = state.deliver(invocation_id, trigger, record, load_from=0)
+    if delivery.token is None or not empty_state(delivery):
+        return delivery, None
+    return delivery, state.commit(invocation_id, delivery.token, dataclasses.replace(commit, empty_only=True))
+
+
 class StateBackend(abc.ABC):
-    """Where invocations, their journals and workflow data live.
+    """Where invocations, their journals and workflow data live: what the normal path needs.
 
     ``MemoryState`` is for embedded mode and tests; ``RedisState`` for production. Both are
     public: a user may build one and pass it to ``Encore(state=...)``.
@@ -208,39 +217,6 @@ class StateBackend(abc.ABC):
         to an earlier run). A start whose record digest differs from the stored one reports
         ``conflict``.
         """
-
-    def deliver_soon(
-        self,
-        invocation_id: str,
-        trigger: Trigger,
-        record: InvocationRecord | None,
-        load_from: int | None = None,
-        run: int = 0,
-    ) -> Callable[[], Delivery]:
-        """:meth:`deliver`, sent now and read when the returned function is called.
-
-        The round trip then overlaps what the caller does in between (a replay of the part
-        of the journal it already holds). The caller must call the function, also when its
-        own work failed. This default delivers at once.
-        """
-        delivery = self.deliver(invocation_id, trigger, record, load_from, run)
-        return lambda: delivery
-
-    def finish_first_pass(
-        self, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
-    ) -> tuple[Delivery, CommitResult | None]:
-        """Deliver a start with ``load_from=0`` and, when that found the empty state (see
-        :func:`empty_state`), commit ``commit``: a first pass run before its state was read,
-        which needed nothing from it. The commit result is None when it was not applied (the
-        delivery is then handled as usual). Redis makes both one round trip."""
-        delivery = self.deliver(invocation_id, trigger, record, load_from=0)
-        if delivery.token is None or not empty_state(delivery):
-            return delivery, None
-        return delivery, self.commit(invocation_id, delivery.token, commit)
-
-    @abc.abstractmethod
-    def acquire(self, invocation_id: str) -> str | None:
-        """Take the lease if the invocation is runnable and free (used after a lost race)."""
 
     @abc.abstractmethod
     def load(self, invocation_id: str, start: int) -> tuple[InvocationMeta | None, list[str]]:
@@ -304,3 +280,17 @@ class StateBackend(abc.ABC):
     def describe(self) -> str:
         """Where the state lives, without credentials (for logs and errors)."""
         return type(self).__name__
+
+
+class FirstPass(abc.ABC):
+    """Optional interface for the fast path (:mod:`dramatiq_encore.actors.fast`): a child's
+    first pass, run before its state was read, delivered and committed in one round trip."""
+
+    @abc.abstractmethod
+    def finish_first_pass(
+        self, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
+    ) -> tuple[Delivery, CommitResult | None]:
+        """Deliver a start with ``load_from=0`` and, when that found the empty state (see
+        :func:`empty_state`), commit ``commit`` (with ``empty_only``): a first pass that needed
+        nothing from the state. The commit result is None when it was not applied (the delivery
+        is then handled as usual)."""

@@ -187,14 +187,13 @@ def test_commit_reports_where_the_passs_entries_landed(state: StateBackend) -> N
     assert committed.ok and committed.appended_at == 3
 
 
-def test_deliver_soon_is_deliver_read_later(state: StateBackend) -> None:
+def test_a_granted_delivery_returns_the_journal_tail_with_the_lease(state: StateBackend) -> None:
     suspend_on(state, "wf-1", 1)
     child_id = finish_child(state, "wf-1", 1, Outcome(ok=True, value=7))
-    read = state.deliver_soon("wf-1", Trigger.result(1, child_id), None, load_from=1)
-    delivery = read()
+    delivery = state.deliver("wf-1", Trigger.result(1, child_id), None, load_from=1)
     assert delivery.token and not delivery.duplicate and delivery.loaded_from == 1
     assert delivery.entries == (ResolvedEntry(n=1, o=Outcome(ok=True, value=7)).model_dump_json(),)
-    again = state.deliver_soon("wf-1", Trigger.result(1, child_id), None)()
+    again = state.deliver("wf-1", Trigger.result(1, child_id), None)
     assert again.duplicate and again.locked and again.token is None
 
 

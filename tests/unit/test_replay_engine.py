@@ -24,8 +24,9 @@ import pytest
 
 from dramatiq_encore import EncoreError, NonDeterminismError, TaskError
 from dramatiq_encore.actors.codec import ResultError, TaskCodec, digest
-from dramatiq_encore.actors.context import Suspend, WorkflowContext, current_context
-from dramatiq_encore.actors.replay import PassOutcome, Snapshot, run_pass
+from dramatiq_encore.actors.context import Suspend, current_context
+from dramatiq_encore.actors.pass_state import Needs
+from dramatiq_encore.actors.replay import Pass, PassOutcome, Snapshot, run_pass
 from dramatiq_encore.identity import WorkflowIdentity
 from dramatiq_encore.state.models import (
     ErrorInfo,
@@ -96,8 +97,14 @@ def forbidden_clock() -> dt.datetime:
     raise AssertionError("a replay must not read the clock")
 
 
-def forbidden_read(key: str) -> tuple[bool, str | None]:
-    raise AssertionError(f"a replay must not read workflow data ({key!r})")
+class Store(dict[str, str]):
+    """The workflow data a pass is handed: every key is answered (missing ones as not set)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str | None:  # type: ignore[override]
+        return self.get(key)
 
 
 def record(invocation_id: str = "wf-1", seed: str = "0f" * 16, *, task: str = "order_workflow") -> InvocationRecord:
@@ -127,14 +134,8 @@ def run(
     origin: str = "start",
 ) -> PassOutcome:
     """One pass of ``fn`` over ``journal``; ``data`` is the workflow data store (JSON text)."""
-    store = data if data is not None else {}
-    ctx = WorkflowContext(
-        snapshot(rec, journal),
-        read_data=lambda key: (key in store, store.get(key)),
-        clock=clock or Clock(),
-        origin=origin,
-    )
-    return run_pass(ctx, fn, list(args), {})
+    store = Store(data if data is not None else {})
+    return run_pass(snapshot(rec, journal), fn, list(args), {}, clock=clock or Clock(), origin=origin, data=store)
 
 
 def ok(step: StepEntry, value: Any) -> str:
@@ -147,7 +148,7 @@ def failed(step: StepEntry, error_type: str = "ValueError", message: str = "card
 
 
 def dumped(outcome: PassOutcome) -> list[str]:
-    return [entry.model_dump_json() for entry in outcome.context.entries]
+    return [entry.model_dump_json() for entry in outcome.entries]
 
 
 @dataclasses.dataclass
@@ -175,10 +176,10 @@ def drive(
     for passes in range(1, max_passes + 1):
         outcome = run(fn, *args, journal=journal, rec=rec, clock=clock, data=data, origin=origin)
         journal += dumped(outcome)
-        data.update(outcome.context.data_writes)
+        data.update(outcome.data_writes)
         if outcome.finished:
             return Run(outcome, journal, data, passes)
-        for step in outcome.context.new_steps:
+        for step in outcome.new_steps:
             journal.append(resolve(step))
             origin = f"res:{step.n}"
     raise AssertionError(f"the workflow did not finish within {max_passes} passes")
@@ -267,31 +268,25 @@ def test_first_pass_records_each_value_then_suspends_at_step_1() -> None:
     outcome = run(everything, data={"k": json.dumps("old")})
 
     assert outcome.status == "suspended"
-    assert outcome.context.waiting == [1]
-    kinds = [(e.k, e.name) for e in outcome.context.entries if isinstance(e, ValueEntry)]
+    assert outcome.waiting == [1]
+    kinds = [(e.k, e.name) for e in outcome.entries if isinstance(e, ValueEntry)]
     assert kinds == [("random", None), ("uuid", None), ("utc_now", None), ("op:dice", "dice"), ("get_data", "k")]
-    (step,) = outcome.context.new_steps
+    (step,) = outcome.new_steps
     assert (step.n, step.task, step.child, step.origin) == (1, "notify", "wf-1/1", "start")
     assert step.args == ["A-1"] and step.digest == digest(["A-1"], {})
     assert step.identity == record().identity  # a plain child joins the caller's workflow
-    assert outcome.context.entries[-1] == step
+    assert outcome.entries[-1] == step
 
 
 def test_replay_returns_every_recorded_value_without_clock_or_store() -> None:
     # Given the first pass ran with k == "old" and step 1 then resolved
     first = run(everything, data={"k": json.dumps("old")})
-    journal = [*dumped(first), ok(first.context.new_steps[0], "sent")]
+    journal = [*dumped(first), ok(first.new_steps[0], "sent")]
     # When the workflow replays while the store now says k == "new" (another invocation wrote it)
-    ctx = WorkflowContext(
-        snapshot(journal=journal),
-        read_data=forbidden_read,
-        clock=forbidden_clock,
-        origin="res:1",
-    )
-    outcome = run_pass(ctx, everything, [], {})
+    outcome = run_pass(snapshot(journal=journal), everything, [], {}, clock=forbidden_clock, origin="res:1")
     # Then every value is the recorded one, and nothing new is recorded
     assert outcome.status == "succeeded", outcome.error
-    recorded = {e.k: e.v for e in first.context.entries if isinstance(e, ValueEntry)}
+    recorded = {e.k: e.v for e in first.entries if isinstance(e, ValueEntry)}
     assert outcome.value == {
         "random": recorded["random"],
         "uuid": recorded["uuid"],
@@ -300,8 +295,8 @@ def test_replay_returns_every_recorded_value_without_clock_or_store() -> None:
         "data": "old",
         "step": "sent",
     }
-    assert outcome.context.entries == [] and outcome.context.new_steps == []
-    assert outcome.context.data_writes == {}
+    assert outcome.entries == [] and outcome.new_steps == []
+    assert outcome.data_writes == {}
 
 
 def test_get_data_replays_the_value_read_even_after_the_key_changed() -> None:
@@ -313,7 +308,7 @@ def test_get_data_replays_the_value_read_even_after_the_key_changed() -> None:
 
     store = {"k": json.dumps("old")}
     first = run(reader, data=store)
-    journal = [*dumped(first), ok(first.context.new_steps[0], None)]
+    journal = [*dumped(first), ok(first.new_steps[0], None)]
     store["k"] = json.dumps("new")
 
     outcome = run(reader, journal=journal, data=store)
@@ -331,7 +326,7 @@ def test_get_data_sees_this_pass_own_set_data_and_default_for_missing_key() -> N
     outcome = run(fn, data={})
 
     assert outcome.value == ["dflt", {"n": 1}]
-    assert outcome.context.data_writes == {"k": json.dumps({"n": 1})}
+    assert outcome.data_writes == {"k": json.dumps({"n": 1})}
 
 
 def test_side_effect_runs_its_function_once() -> None:
@@ -497,7 +492,7 @@ def test_two_identical_calls_are_two_steps() -> None:
 def test_force_new_workflow_step_gets_a_child_identity() -> None:
     outcome = run(lambda: current_context().execute_task(SPAWN, "x"))
 
-    (step,) = outcome.context.new_steps
+    (step,) = outcome.new_steps
     assert step.identity == WorkflowIdentity(
         workflow_id="wf-1/1", parent_workflow_id="wf-1", root_workflow_id="wf-1", workflow_type="spawn_child_workflow"
     )
@@ -509,14 +504,14 @@ def test_unresolved_step_is_not_created_again_by_a_second_pass() -> None:
     # When another pass runs over that journal
     again = run(order_workflow, "A-1", 10.0, journal=dumped(first), clock=forbidden_clock, origin="start")
     # Then it waits on the same step and records nothing new
-    assert again.status == "suspended" and again.context.waiting == [1]
-    assert again.context.entries == [] and again.context.new_steps == []
-    assert again.context.data_writes == {}
+    assert again.status == "suspended" and again.waiting == [1]
+    assert again.entries == [] and again.new_steps == []
+    assert again.data_writes == {}
 
 
 def _step_1_journal(task: FakeStep, *args: Any) -> list[str]:
     first = run(lambda: current_context().execute_task(task, *args))
-    return [*dumped(first), ok(first.context.new_steps[0], "done")]
+    return [*dumped(first), ok(first.new_steps[0], "done")]
 
 
 @pytest.mark.parametrize(
@@ -542,7 +537,7 @@ def test_step_asking_for_something_else_than_recorded_fails_with_nondeterminism(
     assert outcome.error is not None and outcome.error.type == "NonDeterminismError"
     for text in ("'wf-1'", "step 1", exc.recorded, exc.requested, "deterministic"):
         assert text in outcome.error.message
-    assert outcome.context.entries == []
+    assert outcome.entries == []
 
 
 def test_nondeterminism_fails_the_pass_even_when_user_code_catches_it() -> None:
@@ -565,7 +560,7 @@ def test_nondeterminism_fails_the_pass_even_when_user_code_catches_it() -> None:
 
     assert outcome.status == "failed" and not outcome.retryable
     assert outcome.error is not None and outcome.error.type == "NonDeterminismError"
-    assert after == [] and outcome.context.entries == [] and outcome.context.new_steps == []
+    assert after == [] and outcome.entries == [] and outcome.new_steps == []
 
 
 def test_data_key_read_in_another_order_is_nondeterminism() -> None:
@@ -579,7 +574,7 @@ def test_data_key_read_in_another_order_is_nondeterminism() -> None:
         return fn
 
     first = run(reads("a", "b"))
-    journal = [*dumped(first), ok(first.context.new_steps[0], None)]
+    journal = [*dumped(first), ok(first.new_steps[0], None)]
 
     outcome = run(reads("b", "a"), journal=journal)
 
@@ -604,7 +599,7 @@ def test_step_arguments_that_do_not_fit_the_task_fail_before_recording_a_step() 
     (error,) = caught
     assert error.startswith("ArgumentError: ") and "charge_payment" in error and "amount" in error
     assert outcome.status == "suspended"
-    (step,) = outcome.context.new_steps
+    (step,) = outcome.new_steps
     assert (step.task, step.args, step.kwargs) == ("charge_payment", ["A-1"], {"amount": 5.0})
 
 
@@ -619,15 +614,15 @@ def test_set_data_is_written_by_the_first_pass_only() -> None:
         return "done"
 
     first = run(fn)
-    assert first.context.data_writes == {"k": "1"}
+    assert first.data_writes == {"k": "1"}
     # Given another invocation set k = 2 meanwhile
     store = {"k": "2"}
-    journal = [*dumped(first), ok(first.context.new_steps[0], None)]
+    journal = [*dumped(first), ok(first.new_steps[0], None)]
 
     replay = run(fn, journal=journal, data=store)
 
     assert replay.status == "succeeded"
-    assert replay.context.data_writes == {}  # the runtime has nothing to write back: k stays 2
+    assert replay.data_writes == {}  # the runtime has nothing to write back: k stays 2
 
 
 def test_set_data_of_a_value_that_is_not_json_fails_clearly() -> None:
@@ -653,7 +648,7 @@ def test_suspension_is_a_base_exception_that_except_exception_does_not_catch() -
 
     outcome = run(seed_style)
 
-    assert outcome.status == "suspended" and outcome.context.waiting == [1]
+    assert outcome.status == "suspended" and outcome.waiting == [1]
     assert drive(seed_style).outcome.value == "charged"
 
 
@@ -674,8 +669,8 @@ def test_swallowing_the_suspension_is_a_misuse_error() -> None:
     assert outcome.error is not None and outcome.error.type == "MisuseError"
     assert "'wf-1'" in outcome.error.message and "BaseException" in outcome.error.message
     assert recorded_after == []
-    assert [e.n for e in outcome.context.new_steps] == [1]
-    assert not any(isinstance(e, ValueEntry) and e.k == "uuid" for e in outcome.context.entries)
+    assert [e.n for e in outcome.new_steps] == [1]
+    assert not any(isinstance(e, ValueEntry) and e.k == "uuid" for e in outcome.entries)
 
 
 def test_swallowing_the_suspension_then_raising_is_still_a_misuse_error() -> None:
@@ -714,7 +709,7 @@ def test_failed_step_raises_the_same_task_error_on_every_replay() -> None:
 
 def test_uncaught_task_error_fails_without_retry_and_other_errors_are_retryable() -> None:
     journal = [*dumped(first := run(lambda: current_context().execute_task(CHARGE, "A-1", 1.0)))]
-    journal.append(failed(first.context.new_steps[0]))
+    journal.append(failed(first.new_steps[0]))
 
     uncaught = run(lambda: current_context().execute_task(CHARGE, "A-1", 1.0), journal=journal)
     user_bug = run(lambda: 1 / 0)
@@ -742,14 +737,14 @@ def test_context_outside_a_pass_raises_a_clear_error() -> None:
 
 def test_golden_order_history_replays_to_its_recorded_result() -> None:
     rec, journal, history = load_history("order_workflow.json")
-    ctx = WorkflowContext(snapshot(rec, journal), read_data=forbidden_read, clock=forbidden_clock, origin="res:2")
-
-    outcome = run_pass(ctx, order_workflow, history["args"], {})
+    outcome = run_pass(
+        snapshot(rec, journal), order_workflow, history["args"], {}, clock=forbidden_clock, origin="res:2"
+    )
 
     assert outcome.status == "succeeded", outcome.error
     assert outcome.value == history["result"]
-    assert outcome.context.entries == [] and outcome.context.new_steps == []
-    assert outcome.context.data_writes == {}
+    assert outcome.entries == [] and outcome.new_steps == []
+    assert outcome.data_writes == {}
 
 
 def test_golden_order_history_prefix_resumes_where_it_stopped() -> None:
@@ -759,8 +754,8 @@ def test_golden_order_history_prefix_resumes_where_it_stopped() -> None:
     cut = next(i for i, e in enumerate(entries) if e["e"] == "step" and e["n"] == 2) + 1
     # When it replays, it waits on step 2 and records nothing
     waiting = run(order_workflow, *history["args"], journal=journal[:cut], rec=rec, clock=forbidden_clock)
-    assert waiting.status == "suspended" and waiting.context.waiting == [2]
-    assert waiting.context.entries == [] and waiting.context.new_steps == []
+    assert waiting.status == "suspended" and waiting.waiting == [2]
+    assert waiting.entries == [] and waiting.new_steps == []
     # Then, once step 2's result is in, the next pass records the same kinds of entries as the
     # golden tail and returns the recorded result (the clock gives back the recorded time)
     finished_at = dt.datetime.fromisoformat(history["result"]["finished_at"])
@@ -774,9 +769,9 @@ def test_golden_order_history_prefix_resumes_where_it_stopped() -> None:
         origin="res:2",
     )
     tail = [(e["e"], e.get("k"), e.get("name")) for e in entries[cut + 1 :]]
-    assert [(e.e, e.k, e.name) for e in resumed.context.entries if isinstance(e, ValueEntry)] == tail
+    assert [(e.e, e.k, e.name) for e in resumed.entries if isinstance(e, ValueEntry)] == tail
     assert resumed.value == history["result"] | {"label_id": resumed.value["label_id"]}
-    assert resumed.context.data_writes == {"status": json.dumps("paid")}
+    assert resumed.data_writes == {"status": json.dumps("paid")}
 
 
 def test_golden_order_history_records_valid_values() -> None:
@@ -798,142 +793,106 @@ def test_golden_order_history_records_valid_values() -> None:
 )
 def test_history_recorded_by_other_code_fails_with_nondeterminism(history_file: str, step: str) -> None:
     rec, journal, history = load_history(history_file)
-    ctx = WorkflowContext(snapshot(rec, journal), read_data=forbidden_read, clock=forbidden_clock, origin="res:1")
-
-    outcome = run_pass(ctx, order_workflow, history["args"], {})
+    outcome = run_pass(
+        snapshot(rec, journal), order_workflow, history["args"], {}, clock=forbidden_clock, origin="res:1"
+    )
 
     assert outcome.status == "failed" and not outcome.retryable
     exc = outcome.exception
     assert isinstance(exc, NonDeterminismError)
     assert exc.workflow_id == rec.identity.workflow_id and exc.step == step
     assert exc.recorded.startswith(history["recorded_task"]) and exc.requested.startswith("charge_payment(")
-    assert outcome.context.entries == [] and outcome.context.data_writes == {}
+    assert outcome.entries == [] and outcome.data_writes == {}
 
 
-def test_a_result_journaled_before_its_step_counts_once_the_step_is_recorded() -> None:
-    # Given a journal where step 1's result precedes step 1 (its start was sent ahead of the
-    # parent's commit, and the parent crashed before committing)
-    from dramatiq_encore.actors.replay import Snapshot
-    from dramatiq_encore.identity import WorkflowIdentity
-    from dramatiq_encore.state.models import InvocationMeta, InvocationRecord, Outcome, ResolvedEntry, StepEntry
-
-    identity = WorkflowIdentity.root("wf", "flow")
-    record = InvocationRecord(invocation_id="wf", task="flow", queue="q", identity=identity, digest="d", seed="s")
-    snapshot = Snapshot(InvocationMeta(record=record))
-    snapshot.apply([ResolvedEntry(n=1, o=Outcome(ok=True, value=7)).model_dump_json()])
-    # Then the result is not usable yet: the step is not recorded
-    assert 1 not in snapshot.results
-    # When the step is recorded after it
-    step = StepEntry(n=1, task="child", queue="q", digest="x", child="wf/1", identity=identity)
-    snapshot.apply([step.model_dump_json()])
-    # Then the result counts, with the position it had in the journal
-    assert snapshot.results[1].value == 7 and snapshot.order[1] == 0
+# -- a pass that asks its driver: the lease (speculative) and data values --------------------
 
 
-# -- a pass that runs before its delivery returned: the gate at the frontier ----------------
+def _asking(fn: Callable[..., Any], *, speculative: bool = False, clock: Clock | None = None) -> Pass:
+    return Pass(snapshot(), fn, [], {}, clock=clock or Clock(), origin="start", speculative=speculative)
 
 
-class Gate:
-    """Stands for the runtime's gate: records when it was asked, then confirms (extending the
-    snapshot with what 'arrived') or refuses."""
-
-    def __init__(self, snap: Snapshot, arrived: Sequence[str] = (), confirm: bool = True) -> None:
-        self.snap, self.arrived, self.confirm = snap, list(arrived), confirm
-        self.calls = 0
-
-    def __call__(self) -> bool:
-        self.calls += 1
-        return self.confirm and self.snap.extend(self.arrived)
-
-
-def gated_run(fn: Callable[..., Any], journal: Sequence[str], gate_of: Callable[[Snapshot], Gate]) -> tuple[
-    PassOutcome, Gate, Clock
-]:
-    snap = snapshot(journal=journal)
-    gate = gate_of(snap)
-    clock = Clock()
-    ctx = WorkflowContext(snap, read_data=forbidden_read, clock=clock, origin="res:2")
-    ctx.gate = gate
-    return run_pass(ctx, fn, [], {}), gate, clock
-
-
-def _three_steps(seen: list[Any]) -> Callable[[], Any]:
+def _leaf_then_values(seen: list[str]) -> Callable[[], Any]:
     def fn() -> Any:
+        seen.append("body")  # plain code before the first wf operation
         wf = current_context()
-        seen.append(("random", wf.random()))
-        first = wf.execute_task(CHARGE, "A-1", 10.0)
-        second = wf.execute_task(NOTIFY, "A-1")
-        seen.append(("now", wf.utc_now().isoformat()))
-        third = wf.execute_task(NOTIFY, "A-2")
-        return [first.result, second.result, third.result]
+        value = wf.utc_now()
+        seen.append("after")
+        return [value.isoformat(), wf.uuid()]
 
     return fn
 
 
-def _two_steps_recorded() -> tuple[list[str], StepEntry, StepEntry]:
-    first = run(_three_steps([]))
-    journal = dumped(first)
-    step1 = first.context.new_steps[0]
-    journal.append(ok(step1, "paid"))
-    second = run(_three_steps([]), journal=journal)
-    journal += dumped(second)
-    return journal, step1, second.context.new_steps[0]
+def test_a_speculative_pass_asks_for_the_lease_before_anything_is_drawn() -> None:
+    seen: list[str] = []
+    clock = Clock()
+    step = _asking(_leaf_then_values(seen), speculative=True, clock=clock)
+    # When it reaches its first wf operation, it parks and asks; nothing was drawn yet
+    asked = step.start()
+    assert asked == Needs(lease=True) and step.parked
+    assert seen == ["body"] and clock.calls == 0
+    # Then, given the lease, it goes on from there: the body does not run twice
+    outcome = step.answer(True)
+    assert isinstance(outcome, PassOutcome) and outcome.status == "succeeded"
+    assert seen == ["body", "after"] and clock.calls == 1 and len(outcome.entries) == 2
 
 
-def test_a_gated_pass_replays_what_it_holds_and_asks_the_gate_at_the_first_unresolved_step() -> None:
-    # Given a snapshot holding steps 1 and 2, step 2's result still on its way
-    journal, _, step2 = _two_steps_recorded()
-    seen: list[Any] = []
-    # When a pass runs with a gate that confirms and brings step 2's result
-    outcome, gate, clock = gated_run(_three_steps(seen), journal, lambda snap: Gate(snap, [ok(step2, "sent")]))
-    # Then the gate was asked once, after the replayed random and step 1, and the pass went on
-    assert gate.calls == 1
-    assert outcome.status == "suspended" and [s.task for s in outcome.context.new_steps] == ["notify"]
-    assert [kind for kind, _ in seen] == ["random", "now"] and clock.calls == 1
-
-
-def test_a_refused_gate_abandons_the_pass_before_any_new_value_is_drawn() -> None:
-    journal, _, _ = _two_steps_recorded()
-    seen: list[Any] = []
-    outcome, gate, clock = gated_run(_three_steps(seen), journal, lambda snap: Gate(snap, confirm=False))
-    assert outcome.status == "abandoned" and not outcome.finished
-    assert gate.calls == 1 and clock.calls == 0 and outcome.context.entries == []
-    assert [kind for kind, _ in seen] == ["random"]  # the recorded one only
-
-
-def test_a_gate_that_finds_another_pass_entries_abandons_the_pass() -> None:
-    # What arrived holds a value entry: another pass committed meanwhile, the snapshot is stale
-    journal, _, step2 = _two_steps_recorded()
-    arrived = [ok(step2, "sent"), ValueEntry(k="uuid", v="x").model_dump_json()]
-    outcome, gate, _ = gated_run(_three_steps([]), journal, lambda snap: Gate(snap, arrived))
-    assert outcome.status == "abandoned" and gate.calls == 1
-
-
-def test_a_gated_pass_over_a_resolved_history_never_asks_the_gate() -> None:
-    run_ = drive(_three_steps([]))
-    outcome, gate, clock = gated_run(_three_steps([]), run_.journal, lambda snap: Gate(snap))
-    assert outcome.status == "succeeded" and gate.calls == 0 and clock.calls == 0
-
-
-def test_a_swallowed_abandon_still_abandons() -> None:
-    journal, _, _ = _two_steps_recorded()
-
+def test_an_abandoned_pass_records_nothing_even_if_it_swallows_the_abandon() -> None:
     def stubborn() -> str:
         wf = current_context()
-        wf.random()
         with contextlib.suppress(BaseException):
-            wf.execute_task(CHARGE, "A-1", 10.0)
-            wf.execute_task(NOTIFY, "A-1")
+            wf.random()
+        with contextlib.suppress(BaseException):
+            wf.uuid()  # nothing more is recorded after the abandon
         return "kept going"
 
-    outcome, _, clock = gated_run(stubborn, journal, lambda snap: Gate(snap, confirm=False))
-    assert outcome.status == "abandoned" and clock.calls == 0
+    step = _asking(stubborn, speculative=True)
+    assert step.start() == Needs(lease=True)
+    step.abandon()
+    assert not step.parked
 
 
-def test_snapshot_extend_folds_results_signals_and_cancels_only() -> None:
-    journal, _, step2 = _two_steps_recorded()
-    snap = snapshot(journal=journal)
-    assert snap.extend([ok(step2, "sent")]) and snap.results[step2.n].value == "sent"
-    assert snap.length == len(journal) + 1
-    assert not snap.extend([ValueEntry(k="random", v=0.1).model_dump_json()])
-    assert snap.length == len(journal) + 1
+def test_a_leaf_never_asks() -> None:
+    step = _asking(lambda x=3: x * 2, speculative=True)
+    outcome = step.start()
+    assert isinstance(outcome, PassOutcome) and outcome.status == "succeeded" and outcome.value == 6
+    assert outcome.entries == []
+
+
+def test_a_pass_asks_for_a_data_value_once_and_records_it() -> None:
+    effects: list[int] = []
+
+    def fn() -> Any:
+        wf = current_context()
+        effect = wf.side_effect("counter", lambda: effects.append(1) or len(effects))
+        return [effect, wf.get_data("k", "default"), wf.get_data("k"), wf.get_data("other", "none")]
+
+    step = _asking(fn)
+    assert step.start() == Needs(data="k")
+    assert step.answer((True, json.dumps("value"))) == Needs(data="other")
+    outcome = step.answer((False, None))
+    assert isinstance(outcome, PassOutcome) and outcome.value == [1, "value", "value", "none"]
+    assert effects == [1]  # the side effect before the read ran once
+    # And a replay returns the recorded values without asking
+    replayed = run_pass(snapshot(journal=dumped(outcome)), fn, [], {}, clock=forbidden_clock, origin="x")
+    assert replayed.status == "succeeded" and replayed.value == outcome.value and effects == [1]
+
+
+def test_with_no_driver_a_pass_that_needs_something_stops() -> None:
+    def fn() -> Any:
+        return current_context().get_data("k")
+
+    outcome = run_pass(snapshot(), fn, [], {}, clock=Clock(), origin="start")
+    assert outcome.status == "stopped" and outcome.needs == Needs(data="k") and not outcome.finished
+    speculative = run_pass(snapshot(), _leaf_then_values([]), [], {}, clock=Clock(), origin="s", speculative=True)
+    assert speculative.status == "stopped" and speculative.needs == Needs(lease=True) and speculative.entries == []
+
+
+def test_the_pass_sees_its_drivers_context_variables() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("test_var", default="unset")
+    var.set("from the driver")
+    step = _asking(lambda: var.get())
+    outcome = step.start()
+    assert isinstance(outcome, PassOutcome) and outcome.value == "from the driver"

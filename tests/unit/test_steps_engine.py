@@ -41,13 +41,13 @@ def fan_out() -> list[Any]:
 def test_start_task_records_every_step_and_gather_waits_on_the_unresolved_ones() -> None:
     first = run(fan_out)
     assert first.status == "suspended"
-    assert [s.n for s in first.context.new_steps] == [1, 2, 3]
-    assert first.context.waiting == [1, 2, 3] and not first.context.wake_any
-    steps = first.context.new_steps
+    assert [s.n for s in first.new_steps] == [1, 2, 3]
+    assert first.waiting == [1, 2, 3] and not first.wake_any
+    steps = first.new_steps
     # When two of three results are in, the replay starts nothing new and waits on the third
     journal = [*dumped(first), ok(steps[2], "c"), ok(steps[0], "a")]
     again = run(fan_out, journal=journal)
-    assert again.status == "suspended" and again.context.waiting == [2] and again.context.entries == []
+    assert again.status == "suspended" and again.waiting == [2] and again.entries == []
     # And once all are in, results come back in call order, not arrival order
     done = run(fan_out, journal=[*journal, ok(steps[1], "b")])
     assert done.value == ["a", "b", "c"]
@@ -65,7 +65,7 @@ def test_gather_raises_the_first_failure_in_call_order() -> None:
         return []
 
     first = run(fn)
-    s1, s2, s3 = first.context.new_steps
+    s1, s2, s3 = first.new_steps
     journal = [*dumped(first), failed(s3, message="third"), ok(s1, "one"), failed(s2, message="second")]
     assert run(fn, journal=journal).value == ["second", "one", "second", "third"]
 
@@ -105,11 +105,11 @@ def sleeper() -> str:
 
 def test_sleep_records_its_due_time_from_the_clock_and_waits_on_its_step() -> None:
     first = run(sleeper, clock=Clock())
-    (timer,) = first.context.new_timers
+    (timer,) = first.new_timers
     assert (timer.n, timer.seconds, timer.due) == (1, 300.0, BASE_TIME.timestamp() + 300)
-    assert first.context.waiting == [1] and first.context.new_steps == []
+    assert first.waiting == [1] and first.new_steps == []
     # A replay before the timer fired records nothing new (the due time is not recomputed)
-    assert run(sleeper, journal=dumped(first), clock=Clock(BASE_TIME + dt.timedelta(hours=1))).context.entries == []
+    assert run(sleeper, journal=dumped(first), clock=Clock(BASE_TIME + dt.timedelta(hours=1))).entries == []
     assert run(sleeper, journal=[*dumped(first), resolved(1)]).value == "awake"
 
 
@@ -134,8 +134,8 @@ def deadline() -> str:
 
 def test_a_deadline_race_is_decided_by_journal_order() -> None:
     first = run(deadline)
-    assert first.context.waiting == [1, 2] and first.context.wake_any
-    step = first.context.new_steps[0]
+    assert first.waiting == [1, 2] and first.wake_any
+    step = first.new_steps[0]
     # The timer's resolution came first: late, even once the child's result is also in
     late = [*dumped(first), resolved(2), ok(step, "done")]
     assert run(deadline, journal=late).value == "late"
@@ -156,19 +156,19 @@ def test_signals_are_consumed_in_journal_order_and_each_once() -> None:
     journal = [signal("other", "x", "s0"), signal("go", 1, "s1"), signal("go", 2, "s2")]
     outcome = run(two_signals, journal=journal)
     assert outcome.value == [1, 2]
-    assert outcome.context.claims == [1, 2]  # resolved by the pass itself: the commit checks them
+    assert outcome.claims == [1, 2]  # resolved by the pass itself: the commit checks them
     # The replay takes the recorded resolutions, and consumes nothing again
     replay = run(two_signals, journal=[*journal, *dumped(outcome)])
-    assert replay.value == [1, 2] and replay.context.entries == []
+    assert replay.value == [1, 2] and replay.entries == []
 
 
 def test_a_wait_suspends_on_the_signal_name_and_with_a_timeout_on_either() -> None:
     first = run(two_signals)
-    assert first.context.waiting == [] and first.context.waiting_signals == ["go"]
+    assert first.waiting == [] and first.waiting_signals == ["go"]
     second = run(two_signals, journal=[*dumped(first), signal("go", "a", "s1")])
     assert second.status == "suspended"
-    assert second.context.waiting == [2] and second.context.waiting_signals == ["go"] and second.context.wake_any
-    assert [t.n for t in second.context.new_timers] == [2]
+    assert second.waiting == [2] and second.waiting_signals == ["go"] and second.wake_any
+    assert [t.n for t in second.new_timers] == [2]
 
 
 def test_a_wait_whose_timer_resolved_first_times_out_even_if_a_signal_came() -> None:
@@ -193,26 +193,26 @@ def cancellable() -> str:
 
 def test_cancel_takes_effect_at_the_first_step_that_cannot_complete_and_replays_there() -> None:
     first = run(cancellable)
-    journal = [*dumped(first), ok(first.context.new_steps[0], 1)]
+    journal = [*dumped(first), ok(first.new_steps[0], 1)]
     second = run(cancellable, journal=journal)  # now sleeping
     journal += [*dumped(second), CancelEntry(reason="stop").model_dump_json()]
     # When the cancel is seen: step 1 replays from the journal, sleep raises, cleanup starts
     third = run(cancellable, journal=journal)
-    assert third.status == "suspended" and third.context.cancel_raised
-    assert [s.task for s in third.context.new_steps] == ["notify"]
-    cleanup = third.context.new_steps[0]
+    assert third.status == "suspended" and third.cancel_raised
+    assert [s.task for s in third.new_steps] == ["notify"]
+    cleanup = third.new_steps[0]
     # Then, with the cleanup done, the replay raises at the same step and ends cancelled
     final = run(cancellable, journal=[*journal, *dumped(third), ok(cleanup, None)])
     assert final.status == "cancelled" and isinstance(final.exception, WorkflowCancelled)
     assert final.error is not None and final.error.type == "Cancelled" and "stop" in final.error.message
-    assert not final.context.cancel_raised  # recorded earlier: no second cascade
+    assert not final.cancel_raised  # recorded earlier: no second cascade
 
 
 def test_a_cancel_before_the_first_step_raises_at_it() -> None:
     # The first step is outside the try/finally: nothing to clean up, nothing started
     outcome = run(cancellable, journal=[CancelEntry().model_dump_json()])
-    assert outcome.status == "cancelled" and outcome.context.cancel_raised
-    assert outcome.context.new_steps == []
+    assert outcome.status == "cancelled" and outcome.cancel_raised
+    assert outcome.new_steps == []
 
 
 # -- patched and step_count ------------------------------------------------------------------------
@@ -237,16 +237,16 @@ def old_code() -> None:
 
 def test_patched_is_false_for_histories_the_old_code_already_took_past_it() -> None:
     old = run(old_code)
-    old_journal = [*dumped(old), ok(old.context.new_steps[0], 1)]
+    old_journal = [*dumped(old), ok(old.new_steps[0], 1)]
     old_journal += dumped(run(old_code, journal=old_journal))
     # A workflow started by the old code, now at step 2, replays on the old path
     outcome = run(versioned, journal=[*old_journal, ok_n(2, "reserved")])
     assert outcome.value == [1, 2]
     # A new run takes the new path, records the choice, and keeps it on replay
     new = run(versioned, journal=[*dumped(run(versioned)), ok_n(1, 1)])
-    assert new.context.new_steps[0].task == "notify"
+    assert new.new_steps[0].task == "notify"
     replay = run(versioned, journal=[*dumped(run(versioned)), ok_n(1, 1), *dumped(new), ok_n(2, "sent")])
-    assert replay.value == [1, 2] and replay.context.entries == []
+    assert replay.value == [1, 2] and replay.entries == []
 
 
 def ok_n(n: int, value: Any) -> str:

@@ -8,7 +8,16 @@ import time
 import uuid
 
 from ...errors import StateLost
-from ..backend import DUE_SLACK_S, Commit, CommitResult, Delivery, StateBackend, Trigger
+from ..backend import (
+    DUE_SLACK_S,
+    Commit,
+    CommitResult,
+    Delivery,
+    FirstPass,
+    StateBackend,
+    Trigger,
+    deliver_then_commit,
+)
 from ..models import ACTIVE, FINISHED, InvocationMeta, InvocationRecord, Outcome, ResolvedEntry
 
 
@@ -39,7 +48,7 @@ def _refused(detail: str, status: str = "pending") -> Delivery:
     return Delivery(verdict="refused", duplicate=False, status=status, detail=detail)
 
 
-class MemoryState(StateBackend):
+class MemoryState(StateBackend, FirstPass):
     """State kept in this process: nothing survives a restart.
 
     Every instance has its own dictionaries (no class-level shared state), so tests can
@@ -223,7 +232,13 @@ class MemoryState(StateBackend):
             if inv.wake_any:
                 self._wake(inv)
 
+    def finish_first_pass(
+        self, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
+    ) -> tuple[Delivery, CommitResult | None]:
+        return deliver_then_commit(self, invocation_id, trigger, record, commit)
+
     def acquire(self, invocation_id: str) -> str | None:
+        """Take the lease if the invocation is runnable and free (tests and admin tools)."""
         with self._cond:
             inv = self._invocations.get(invocation_id)
             if inv is None or not self._runnable(inv):

@@ -20,7 +20,16 @@ from redis.commands.core import Script
 
 from ...broker_config.settings import redact
 from ...errors import ConfigurationError, StateUnavailable
-from ..backend import DEFAULT_RETENTION_S, Commit, CommitResult, Delivery, StateBackend, Trigger
+from ..backend import (
+    DEFAULT_RETENTION_S,
+    Commit,
+    CommitResult,
+    Delivery,
+    FirstPass,
+    StateBackend,
+    Trigger,
+    deliver_then_commit,
+)
 from ..keys import META_OUTCOME, META_RECORD, META_SIGNALS, META_STATUS, Keys
 from ..models import InvocationMeta, InvocationRecord, Outcome
 from . import redis_calls as calls
@@ -42,7 +51,7 @@ _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
 
-class RedisState(StateBackend):
+class RedisState(StateBackend, FirstPass):
     """State in Redis, standalone or Cluster: shared by every worker, survives restarts.
 
     >>> state = RedisState.from_url("redis://:secret@localhost:6379/0", prefix="orders")
@@ -173,23 +182,11 @@ class RedisState(StateBackend):
         keys, args = self._deliver_call(invocation_id, trigger, record, load_from, run)
         return calls.delivery(self._do(self._deliver, keys, args), record)
 
-    def deliver_soon(
-        self,
-        invocation_id: str,
-        trigger: Trigger,
-        record: InvocationRecord | None,
-        load_from: int | None = None,
-        run: int = 0,
-    ) -> Callable[[], Delivery]:
-        keys, args = self._deliver_call(invocation_id, trigger, record, load_from, run)
-        reply = self._soon(self._deliver, keys, args)
-        return lambda: calls.delivery(reply(), record)
-
     def finish_first_pass(
         self, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
     ) -> tuple[Delivery, CommitResult | None]:
         if getattr(self.client, "connection_pool", None) is None or not self._reached:
-            return super().finish_first_pass(invocation_id, trigger, record, commit)  # Cluster: two calls
+            return deliver_then_commit(self, invocation_id, trigger, record, commit)  # Cluster: two calls
         keys, args = self._deliver_call(invocation_id, trigger, record, 0, 0)
         token = str(args[6])
         commit_keys, commit_args = self._commit_call(invocation_id, token, dataclasses.replace(commit, empty_only=True))
@@ -200,7 +197,7 @@ class RedisState(StateBackend):
         pipe.execute_command("EVALSHA", self._commit.sha, len(commit_keys), *commit_keys, *commit_args)  # type: ignore[attr-defined]
         delivered, committed = self._do(pipe.execute, False)
         if isinstance(delivered, redis.exceptions.NoScriptError):  # a restarted server: load them
-            return super().finish_first_pass(invocation_id, trigger, record, commit)
+            return deliver_then_commit(self, invocation_id, trigger, record, commit)
         for reply in (delivered, committed):
             if isinstance(reply, Exception):
                 raise self.error(reply) if isinstance(reply, TRANSIENT) else reply
@@ -210,43 +207,8 @@ class RedisState(StateBackend):
             return delivery, None
         return delivery, CommitResult(ok=True, rerun=bool(rerun), appended_at=int(at[0]) if at else None)
 
-    def _soon(self, script: Script, keys: list[str], args: list[Any]) -> Callable[[], Any]:
-        """Send one script call now; the returned function reads its reply.
-
-        redis-py has no split send and receive for a single command outside a pipeline (whose
-        execute() does both), so this takes a pooled connection itself: the script runs on
-        the server while the caller does other work. On Redis Cluster (no single pool), and
-        before the first command reached the server, the call is made at once.
-        """
-        pool = getattr(self.client, "connection_pool", None)
-        if pool is None or not self._reached:
-            reply = self._do(script, keys, args)
-            return lambda: reply
-        try:
-            connection = pool.get_connection()
-        except TRANSIENT as exc:
-            raise self.error(exc) from None
-        try:
-            connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[attr-defined]
-        except BaseException as exc:
-            connection.disconnect()
-            pool.release(connection)
-            raise self.error(exc) if isinstance(exc, TRANSIENT) else exc from None
-
-        def read() -> Any:
-            try:
-                return connection.read_response()
-            except redis.exceptions.NoScriptError:
-                return self._do(script, keys, args)  # a restarted server: load the script and run it
-            except BaseException as exc:
-                connection.disconnect()  # its reply may still be on the way: never reuse it
-                raise self.error(exc) if isinstance(exc, TRANSIENT) else exc from None
-            finally:
-                pool.release(connection)
-
-        return read
-
     def acquire(self, invocation_id: str) -> str | None:
+        """Take the lease if the invocation is runnable and free (tests and admin tools)."""
         k = self.keys.invocation(invocation_id)
         token = self._do(self._acquire, [k.meta, k.waiting, k.lock], [secrets.token_hex(16), self.lease_ms])
         return None if token is None else str(text(token))
