@@ -39,9 +39,16 @@ class Invocation:
     @classmethod
     def finished(cls, invocation_id: str, identity: WorkflowIdentity, result: Any) -> Invocation:
         """A handle on a step that already succeeded (what ``wf.execute_task`` returns)."""
-        inv = cls(None, invocation_id, task_name=identity.workflow_type)
-        inv._identity = identity
-        inv._result = result
+        # Made at every replayed step: the fields are set directly, as __init__ would.
+        inv = cls.__new__(cls)
+        inv.__dict__.update(
+            _app=None,
+            invocation_id=invocation_id,
+            _task_name=identity.workflow_type,
+            _expected_digest=None,
+            _identity=identity,
+            _result=result,
+        )
         return inv
 
     def __repr__(self) -> str:

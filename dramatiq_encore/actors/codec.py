@@ -73,6 +73,9 @@ def to_json_value(value: Any, what: str) -> Any:
     return converted
 
 
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+_PLAIN_HINTS = frozenset((Any, str, int, float, bool, type(None), inspect.Parameter.empty))
+
 # NaN and Infinity kept as floats (pydantic's JSON mode makes them null by default), so that
 # check_size refuses them instead of a null arriving where a number was sent.
 _KEEP_NAN = ConfigDict(ser_json_inf_nan="constants")
@@ -155,6 +158,37 @@ class TaskCodec:
             raise ArgumentError(
                 f"task {self.task_name!r}: argument {name!r} is not JSON-serialisable ({exc})"
             ) from None
+
+    @functools.cached_property
+    def _plain_params(self) -> int | None:
+        """How many positional parameters there are when each takes a plain JSON value (str,
+        int, float, bool, None) as it is: dumping such a value changes nothing."""
+        positional = self._positional
+        if positional is None or not all(self._hints.get(name, Any) in _PLAIN_HINTS for name, _ in positional):
+            return None
+        return len(positional)
+
+    @functools.cached_property
+    def _plain_result(self) -> bool:
+        return self._hints.get("return", Any) in _PLAIN_HINTS
+
+    def same_plain_args(self, args: tuple[Any, ...], recorded: list[Any]) -> bool:
+        """True when ``args`` are plain JSON values equal, type for type, to the ``recorded``
+        (dumped) ones: then they dump to them, and their digest is the recorded one (a replay
+        skips dumping and digesting). False means "not known": compare the digests."""
+        count = len(args)
+        if self._plain_params != count or len(recorded) != count:
+            return False
+        for index in range(count):  # indexing beats zip() here: this runs at every replayed step
+            value, was = args[index], recorded[index]
+            kind = type(value)
+            if kind is not type(was) or kind not in _PLAIN or value != was:
+                return False
+        return True
+
+    def plain_result(self, value: Any) -> bool:
+        """A recorded result that loads as it is (an immutable plain value): no copy, no validation."""
+        return type(value) in _PLAIN and self._plain_result
 
     def dump_args(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Python arguments -> JSON-compatible args and kwargs for a message."""

@@ -33,11 +33,11 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware.shutdown import Shutdown
 from dramatiq.threading import Interrupt
 
-from ..state.backend import Commit, CommitResult, Delivery, FirstPass, deliver_then_commit, empty_state
+from ..state.backend import Commit, CommitResult, Delivery, FirstPass, Then, deliver_then_commit, empty_state
 from ..state.models import InvocationMeta, InvocationRecord
 from . import passes
 from .mailbox import Letter
-from .messages import NUDGES, RESENT
+from .messages import NUDGES, RESENT, ResultEnvelope
 from .pass_state import Needs
 from .replay import PassOutcome, Snapshot, error_info
 
@@ -185,20 +185,35 @@ class FastPaths:
             first = (snapshot, outcome) if empty_state(delivery) else None
             runtime.delivered(task, letter, delivery, 0, message, first=first)
             return True
-        delivery, committed = self._finish(letter, record, passes.commit_of(snapshot, outcome))
+        parent_task = self._local_parent(task, record)
+        parent = self._parent_letter(record) if parent_task is not None else None
+        then = (
+            None
+            if parent is None
+            else Then(parent.invocation_id, parent.trigger, *runtime.cache.position(parent.invocation_id))
+        )
+        delivery, committed, parent_delivery = self._finish(letter, record, passes.commit_of(snapshot, outcome), then)
         if committed is None:  # not the empty state it assumed (a duplicate): the normal path
             runtime.delivered(task, letter, delivery, 0, message)
             return True
-        parent_task = self._local_parent(task, record)
         runtime.publish(snapshot, outcome, result=parent_task is None)
-        if parent_task is not None:
-            self._resume_here(parent_task, record)
+        if parent_task is not None and parent is not None and then is not None:
+            self._resume_here(parent_task, record, parent, parent_delivery, then.load_from)
         return True
 
-    def _finish(self, letter: Letter, record: InvocationRecord, commit: Commit) -> tuple[Delivery, CommitResult | None]:
+    def _parent_letter(self, record: InvocationRecord) -> Letter:
+        """The letter a leaf's result message would bring its parent."""
+        parent = record.parent
+        assert parent is not None
+        envelope = ResultEnvelope(invocation_id=parent.invocation_id, step=parent.step, child=record.invocation_id)
+        return Letter(parent.invocation_id, envelope.trigger())
+
+    def _finish(
+        self, letter: Letter, record: InvocationRecord, commit: Commit, then: Then | None
+    ) -> tuple[Delivery, CommitResult | None, Delivery | None]:
         if isinstance(self.state, FirstPass):
-            return self.state.finish_first_pass(letter.invocation_id, letter.trigger, record, commit)
-        return deliver_then_commit(self.state, letter.invocation_id, letter.trigger, record, commit)
+            return self.state.finish_first_pass(letter.invocation_id, letter.trigger, record, commit, then)
+        return deliver_then_commit(self.state, letter.invocation_id, letter.trigger, record, commit, then)
 
     def _local_parent(self, task: Task[Any, Any], record: InvocationRecord) -> Task[Any, Any] | None:
         """The parent's task when a worker of this queue runs it too (same queue, same app)."""
@@ -207,13 +222,25 @@ class FastPaths:
             return None
         return self.app.tasks.get(parent.task)
 
-    def _resume_here(self, parent_task: Task[Any, Any], record: InvocationRecord) -> None:
-        """Deliver a finished leaf's result to its parent in this thread: the message it would
-        have sent is handled here instead. When anything stops the parent's pass here (a retry,
-        an error), the result goes as a message after all, under the parent's own policies."""
+    def _resume_here(
+        self,
+        parent_task: Task[Any, Any],
+        record: InvocationRecord,
+        letter: Letter,
+        delivery: Delivery | None,
+        cached: int,
+    ) -> None:
+        """Hand a finished leaf's result to its parent in this thread, with the delivery made in
+        the leaf's own round trip: the message it would have sent is handled here instead. When
+        anything stops the parent's pass here (a retry, an error), the result goes as a message
+        after all, under the parent's own policies."""
         message = self.runtime.outbox.result_message(record)
+        proxy = MessageProxy(message)
         try:
-            self.runtime.handle_once(parent_task, MessageProxy(message), (), {})
+            if delivery is None:
+                self.runtime.deliver(parent_task, letter, proxy)
+            else:
+                self.runtime.delivered(parent_task, letter, delivery, cached, proxy)
         except Exception:
             logger.debug("parent of %s not resumed in place; sending its result", record.invocation_id, exc_info=True)
             self.app.broker.enqueue(message)

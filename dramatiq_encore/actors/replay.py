@@ -58,6 +58,8 @@ class Snapshot:
         self.signals: list[SignalEntry] = []
         self.consumed: set[str] = set()
         self.cancel: CancelEntry | None = None
+        #: Handles of replayed steps with an immutable result, made once (see ``_replayed``).
+        self.handles: dict[int, Any] = {}
 
     def apply(self, raw_entries: list[str] | tuple[str, ...]) -> None:
         """Fold journal entries (JSON text) that follow the ones already applied."""

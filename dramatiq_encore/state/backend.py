@@ -176,14 +176,33 @@ class CommitResult:
     appended_at: int | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Then:
+    """A delivery made right after a first pass's commit (see :class:`FirstPass`): a leaf's
+    result to its parent, resumed in place; ``load_from`` and ``run`` as for ``deliver``."""
+
+    invocation_id: str
+    trigger: Trigger
+    load_from: int = 0
+    run: int = 0
+
+
 def deliver_then_commit(
-    state: StateBackend, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
-) -> tuple[Delivery, CommitResult | None]:
-    """:meth:`FirstPass.finish_first_pass` in two round trips, on any backend."""
+    state: StateBackend,
+    invocation_id: str,
+    trigger: Trigger,
+    record: InvocationRecord,
+    commit: Commit,
+    then: Then | None = None,
+) -> tuple[Delivery, CommitResult | None, Delivery | None]:
+    """:meth:`FirstPass.finish_first_pass` in separate round trips, on any backend."""
     delivery = state.deliver(invocation_id, trigger, record, load_from=0)
-    if delivery.token is None or not empty_state(delivery):
-        return delivery, None
-    return delivery, state.commit(invocation_id, delivery.token, dataclasses.replace(commit, empty_only=True))
+    committed = None
+    if delivery.token is not None and empty_state(delivery):
+        committed = state.commit(invocation_id, delivery.token, dataclasses.replace(commit, empty_only=True))
+    if then is None or committed is None or not committed.ok:
+        return delivery, committed, None
+    return delivery, committed, state.deliver(then.invocation_id, then.trigger, None, then.load_from, then.run)
 
 
 class StateBackend(abc.ABC):
@@ -288,9 +307,15 @@ class FirstPass(abc.ABC):
 
     @abc.abstractmethod
     def finish_first_pass(
-        self, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
-    ) -> tuple[Delivery, CommitResult | None]:
+        self,
+        invocation_id: str,
+        trigger: Trigger,
+        record: InvocationRecord,
+        commit: Commit,
+        then: Then | None = None,
+    ) -> tuple[Delivery, CommitResult | None, Delivery | None]:
         """Deliver a start with ``load_from=0`` and, when that found the empty state (see
         :func:`empty_state`), commit ``commit`` (with ``empty_only``): a first pass that needed
         nothing from the state. The commit result is None when it was not applied (the delivery
-        is then handled as usual)."""
+        is then handled as usual). ``then`` is delivered right after an applied commit, in the
+        same round trip where the backend can (its delivery is returned last, else None)."""

@@ -19,6 +19,7 @@ from redis.crc import key_slot
 
 from dramatiq_encore.errors import ConfigurationError
 from dramatiq_encore.state import Commit, RedisState, StateBackend, Trigger
+from dramatiq_encore.state.backend import Then
 from dramatiq_encore.state.keys import Keys
 from dramatiq_encore.state.models import ErrorInfo, Outcome, ResolvedEntry
 from tests.integration.state_support import (
@@ -204,14 +205,14 @@ def test_finish_first_pass_creates_and_finishes_in_one_step(state: StateBackend)
     outcome = Outcome(ok=True, value={"n": 2**70}, invocation_id=rec.invocation_id)
     commit = Commit(entries=[], status="succeeded", outcome=outcome)
     # When it is delivered and committed at once
-    delivery, committed = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit)
+    delivery, committed, _ = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit)
     # Then the invocation exists, finished with that outcome, and its lease is free
     assert delivery.token and committed is not None and committed.ok
     meta = state.get_meta(rec.invocation_id)
     assert meta is not None and meta.status == "succeeded" and meta.outcome == outcome and meta.record == rec
     assert state.acquire(rec.invocation_id) is None
     # And a second copy of the start finds it finished and commits nothing
-    again, committed = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit)
+    again, committed, _ = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit)
     assert again.duplicate and again.token is None and committed is None
 
 
@@ -224,11 +225,29 @@ def test_finish_first_pass_commits_nothing_over_a_journal(state: StateBackend) -
     assert state.acquire(rec.invocation_id) is None  # it waits on step 5
     # When a copy of its start runs a first pass on the empty state it assumed
     commit = Commit(entries=[], status="succeeded", outcome=Outcome(ok=True, value=1))
-    delivery, committed = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit)
+    delivery, committed, _ = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit)
     # Then nothing is committed: the journal is not the empty one
     assert committed is None and delivery.duplicate
     meta, journal = state.load(rec.invocation_id, 0)
     assert meta is not None and meta.status == "suspended" and journal == [entry(1)]
+
+
+def test_finish_first_pass_then_delivers_the_leafs_result_to_its_parent(state: StateBackend) -> None:
+    # Given a parent waiting on step 1, and its leaf's first pass that succeeded
+    suspend_on(state, "wf-1", 1)
+    rec = child_record("wf-1", 1)
+    commit = Commit(entries=[], status="succeeded", outcome=Outcome(ok=True, value=5, invocation_id=rec.invocation_id))
+    then = Then("wf-1", Trigger.result(1, rec.invocation_id), load_from=1)
+    # When the leaf is recorded and its result delivered in one call
+    _, committed, parent = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit, then)
+    # Then the parent's delivery found the outcome just recorded, with the lease and the tail
+    assert committed is not None and committed.ok and parent is not None
+    assert parent.token and parent.loaded_from == 1
+    assert parent.entries == (ResolvedEntry(n=1, o=commit.outcome).model_dump_json(),)  # type: ignore[arg-type]
+    # And a second copy (a duplicate start) commits nothing and delivers nothing
+    _, again, none = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit, then)
+    assert again is None and none is None
+    assert state.load("wf-1", 1)[1] == list(parent.entries)
 
 
 def test_empty_only_commit_is_stale_over_a_journal(state: StateBackend) -> None:

@@ -15,6 +15,7 @@ from ..backend import (
     Delivery,
     FirstPass,
     StateBackend,
+    Then,
     Trigger,
     deliver_then_commit,
 )
@@ -233,9 +234,14 @@ class MemoryState(StateBackend, FirstPass):
                 self._wake(inv)
 
     def finish_first_pass(
-        self, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
-    ) -> tuple[Delivery, CommitResult | None]:
-        return deliver_then_commit(self, invocation_id, trigger, record, commit)
+        self,
+        invocation_id: str,
+        trigger: Trigger,
+        record: InvocationRecord,
+        commit: Commit,
+        then: Then | None = None,
+    ) -> tuple[Delivery, CommitResult | None, Delivery | None]:
+        return deliver_then_commit(self, invocation_id, trigger, record, commit, then)
 
     def acquire(self, invocation_id: str) -> str | None:
         """Take the lease if the invocation is runnable and free (tests and admin tools)."""

@@ -27,6 +27,7 @@ from ..backend import (
     Delivery,
     FirstPass,
     StateBackend,
+    Then,
     Trigger,
     deliver_then_commit,
 )
@@ -183,29 +184,49 @@ class RedisState(StateBackend, FirstPass):
         return calls.delivery(self._do(self._deliver, keys, args), record)
 
     def finish_first_pass(
-        self, invocation_id: str, trigger: Trigger, record: InvocationRecord, commit: Commit
-    ) -> tuple[Delivery, CommitResult | None]:
+        self,
+        invocation_id: str,
+        trigger: Trigger,
+        record: InvocationRecord,
+        commit: Commit,
+        then: Then | None = None,
+    ) -> tuple[Delivery, CommitResult | None, Delivery | None]:
         if getattr(self.client, "connection_pool", None) is None or not self._reached:
-            return deliver_then_commit(self, invocation_id, trigger, record, commit)  # Cluster: two calls
+            return deliver_then_commit(self, invocation_id, trigger, record, commit, then)  # Cluster: one by one
         keys, args = self._deliver_call(invocation_id, trigger, record, 0, 0)
-        token = str(args[6])
-        commit_keys, commit_args = self._commit_call(invocation_id, token, dataclasses.replace(commit, empty_only=True))
+        commit_keys, commit_args = self._commit_call(
+            invocation_id, str(args[6]), dataclasses.replace(commit, empty_only=True)
+        )
         # One round trip: the commit runs right after the delivery and applies only if the
-        # delivery granted this token the lease on the empty state (its own check).
+        # delivery granted this token the lease on the empty state (its own check); ``then``
+        # runs after it (a parent's delivery reads the outcome the commit recorded).
         pipe = self.client.pipeline(transaction=False)
         pipe.execute_command("EVALSHA", self._deliver.sha, len(keys), *keys, *args)  # type: ignore[attr-defined]
         pipe.execute_command("EVALSHA", self._commit.sha, len(commit_keys), *commit_keys, *commit_args)  # type: ignore[attr-defined]
-        delivered, committed = self._do(pipe.execute, False)
-        if isinstance(delivered, redis.exceptions.NoScriptError):  # a restarted server: load them
-            return deliver_then_commit(self, invocation_id, trigger, record, commit)
-        for reply in (delivered, committed):
+        if then is not None:
+            then_keys, then_args = self._deliver_call(then.invocation_id, then.trigger, None, then.load_from, then.run)
+            pipe.execute_command("EVALSHA", self._deliver.sha, len(then_keys), *then_keys, *then_args)  # type: ignore[attr-defined]
+        replies = self._do(pipe.execute, False)
+        if isinstance(replies[0], redis.exceptions.NoScriptError):  # a restarted server: load them
+            return deliver_then_commit(self, invocation_id, trigger, record, commit, then)
+        for reply in replies:
             if isinstance(reply, Exception):
                 raise self.error(reply) if isinstance(reply, TRANSIENT) else reply
-        delivery = calls.delivery(delivered, record)
-        ok, rerun, *at = committed
+        delivery = calls.delivery(replies[0], record)
+        ok, rerun, *at = replies[1]
         if not ok:
-            return delivery, None
-        return delivery, CommitResult(ok=True, rerun=bool(rerun), appended_at=int(at[0]) if at else None)
+            self._unused(then, replies)
+            return delivery, None, None
+        committed = CommitResult(ok=True, rerun=bool(rerun), appended_at=int(at[0]) if at else None)
+        return delivery, committed, None if then is None else calls.delivery(replies[2], None)
+
+    def _unused(self, then: Then | None, replies: list[Any]) -> None:
+        """A follow-up delivery made although the commit before it did not apply: give back a
+        lease it was granted (it has no pass to run: the caller falls back)."""
+        if then is not None:
+            token = calls.delivery(replies[2], None).token
+            if token is not None:
+                self.release(then.invocation_id, token)
 
     def acquire(self, invocation_id: str) -> str | None:
         """Take the lease if the invocation is runnable and free (tests and admin tools)."""
