@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench chaos chaos-short clean
+.PHONY: demo test test-plain-path lint bench chaos chaos-short chaos-short-plain-path clean
 
 $(BIN)/encore: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(BIN)/encore   ## embedded: no servers needed
 test: $(BIN)/encore   ## unit + contract tests on both backend pairs (RabbitMQ and Redis on localhost)
 	$(BIN)/pytest
 
+test-plain-path: $(BIN)/encore   ## the contract and SIGKILL suites again, with every fast path off
+	ENCORE_FAST_PATH=0 $(BIN)/pytest tests/test_contract.py tests/test_reference_scenarios.py tests/test_recovery.py \
+		tests/test_forged_messages.py tests/integration/test_worker_processes.py tests/integration/test_features_sigkill.py
+
 lint: $(BIN)/encore
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -29,6 +33,9 @@ chaos: $(BIN)/encore   ## long chaos run: 300 workflows, 30+ faults
 
 chaos-short: $(BIN)/encore   ## the short chaos run CI does
 	$(BIN)/python -m chaos.run --short
+
+chaos-short-plain-path: $(BIN)/encore   ## the same with every fast path off
+	ENCORE_FAST_PATH=0 $(BIN)/python -m chaos.run --short
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

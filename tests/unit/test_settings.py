@@ -42,3 +42,12 @@ def test_redact_hides_only_the_password() -> None:
     assert redact("redis://:hunter2@db:6379/0") == "redis://:***@db:6379/0"
     assert redact("amqp://guest:hunter2@mq/%2F") == "amqp://guest:***@mq/%2F"
     assert redact("redis://db:6379/0") == "redis://db:6379/0"
+
+
+@pytest.mark.parametrize(("value", "on"), [("0", False), ("1", True), ("false", False)])
+def test_encore_fast_path_switches_every_fast_path(monkeypatch: pytest.MonkeyPatch, value: str, on: bool) -> None:
+    monkeypatch.setenv("ENCORE_FAST_PATH", value)
+    app = Encore(broker=StubBroker())
+    assert (app.runtime.fast is not None) is on
+    monkeypatch.delenv("ENCORE_FAST_PATH")
+    assert Encore(broker=StubBroker()).runtime.fast is not None  # on by default

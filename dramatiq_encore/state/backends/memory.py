@@ -6,6 +6,8 @@ import dataclasses
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import ClassVar
 
 from ...errors import StateLost
 from ..backend import (
@@ -203,25 +205,43 @@ class MemoryState(StateBackend, FirstPass):
         )
 
     def _apply(self, inv: _Invocation, trigger: Trigger) -> None:
-        if trigger.kind == "result":
-            assert trigger.step is not None and trigger.child is not None
-            child = self._invocations[trigger.child]
-            assert child.outcome is not None
-            self._resolve(inv, trigger.step, child.outcome)
-        elif trigger.kind == "timer":
-            assert trigger.step is not None and trigger.outcome is not None
-            self._resolve(inv, trigger.step, trigger.outcome)
-        elif trigger.kind in ("signal", "cancel"):
-            assert trigger.entry is not None
-            inv.journal.append(trigger.entry)
-            if trigger.kind == "cancel":
+        self._APPLY[trigger.kind](self, inv, trigger)
+
+    # One branch per message kind (messages.KINDS), as deliver.lua has.
+    def _apply_start(self, inv: _Invocation, trigger: Trigger) -> None:
+        """Nothing more: the start created the invocation (see :meth:`_create`)."""
+
+    def _apply_result(self, inv: _Invocation, trigger: Trigger) -> None:
+        assert trigger.step is not None and trigger.child is not None
+        child = self._invocations[trigger.child]
+        assert child.outcome is not None
+        self._resolve(inv, trigger.step, child.outcome)
+
+    def _apply_timer(self, inv: _Invocation, trigger: Trigger) -> None:
+        assert trigger.step is not None and trigger.outcome is not None
+        self._resolve(inv, trigger.step, trigger.outcome)
+
+    def _apply_signal(self, inv: _Invocation, trigger: Trigger) -> None:
+        assert trigger.entry is not None
+        inv.journal.append(trigger.entry)
+        inv.sigs += 1
+        if trigger.name in inv.signals:
+            inv.signals.discard(trigger.name)
+            if inv.wake_any:
                 self._wake(inv)
-                return
-            inv.sigs += 1
-            if trigger.name in inv.signals:
-                inv.signals.discard(trigger.name)
-                if inv.wake_any:
-                    self._wake(inv)
+
+    def _apply_cancel(self, inv: _Invocation, trigger: Trigger) -> None:
+        assert trigger.entry is not None
+        inv.journal.append(trigger.entry)
+        self._wake(inv)
+
+    _APPLY: ClassVar[dict[str, Callable[[MemoryState, _Invocation, Trigger], None]]] = {
+        "start": _apply_start,
+        "result": _apply_result,
+        "timer": _apply_timer,
+        "signal": _apply_signal,
+        "cancel": _apply_cancel,
+    }
 
     def _resolve(self, inv: _Invocation, step: int, outcome: Outcome) -> None:
         if step in inv.resolved:
