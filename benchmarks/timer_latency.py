@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,8 @@ def main() -> None:
     from benchmarks.timer_app import sleeper
 
     late: list[float] = []
-    with workers("benchmarks.timer_app", 2, 8, env):
+    with workers("benchmarks.timer_app", 2, 8, env, ("bench_timer",)):
+        time.sleep(4.0)  # the workers boot and declare their queues
         for _ in range(args.sleeps):  # one at a time: an idle system
             result = sleeper.send(args.seconds).wait(timeout=args.seconds + 30)
             slept = dt.datetime.fromisoformat(result["after"]) - dt.datetime.fromisoformat(result["before"])
