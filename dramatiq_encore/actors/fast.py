@@ -155,7 +155,11 @@ class FastPaths:
         finally:
             made = recording.close()
         if isinstance(result, Needs):  # its first wf operation: the lease, on the empty state
-            delivery = made or self.state.deliver(letter.invocation_id, letter.trigger, record, load_from=0)
+            try:
+                delivery = made or self.state.deliver(letter.invocation_id, letter.trigger, record, load_from=0)
+            except BaseException:  # the store failed (or a time limit hit): nothing of the pass counts
+                step.abandon()
+                raise
             if not empty_state(delivery):
                 step.abandon()  # not the state it assumed (a duplicate): the normal path
             runtime.delivered(task, letter, delivery, 0, message, first=(snapshot, step) if step.parked else None)

@@ -171,6 +171,7 @@ class Runtime:
         return fetch
 
     def _first(self, task: Task[Any, Any], snapshot: Snapshot, started: PassOutcome | Pass) -> PassOutcome:
+        """The fast path's pass: ended already, or parked where it asked for the lease, held now."""
         if isinstance(started, PassOutcome):
             return started
         return passes.complete(task, started, Needs(lease=True), self.answer(snapshot), self.app.settings.max_payload)
