@@ -54,6 +54,11 @@ class EncoreSettings(BaseSettings):
         default=True, description="the speculative paths (first passes before delivery, parents resumed in place)"
     )
     cache_size: int = Field(default=1024, ge=0, description="snapshots of recently driven workflows kept per process")
+    index_shards: int = Field(
+        default=16, ge=1, le=1024, description="Redis hash-tag shards of workflow keys and the workflow index"
+    )
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve Prometheus metrics here")
+    dashboard_token: str | None = Field(default=None, description="bearer token the dashboard's actions require")
     state_wait: float = Field(
         default=10.0, ge=0, description="seconds a starting process waits for an unreachable Redis before failing"
     )

@@ -1,0 +1,1 @@
+"""Observability: events the runtime emits, and what listens to them (metrics, tracing, logs)."""

@@ -1,0 +1,95 @@
+"""The runtime's events, for metrics, tracing and logs to listen to.
+
+The runtime calls :data:`events` at fixed points of handling a message; listeners (see
+:mod:`.metrics`, :mod:`.tracing`) subscribe once per process. A listener that raises is
+logged and never breaks a pass: observing must not change what the engine does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PassEnded:
+    """One pass over an invocation finished (committed, or given up)."""
+
+    invocation_id: str
+    workflow_id: str
+    workflow_type: str
+    #: The pass's status (succeeded, failed, cancelled, suspended, continued, stopped).
+    status: str
+    #: Seconds spent replaying recorded steps before the pass reached new ground.
+    replay_seconds: float
+    #: Seconds of the whole pass (replay included).
+    seconds: float
+    #: True for the root invocation of its workflow tree.
+    root: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepResolved:
+    """Step ``n`` of ``invocation_id`` was resolved by this process (recorded exactly once)."""
+
+    invocation_id: str
+    workflow_id: str
+    n: int
+    task: str
+    child: str | None
+    ok: bool
+    #: Epoch seconds: when the step was recorded (its start message sent) and resolved.
+    started_at: float | None
+    resolved_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkflowStarted:
+    """A root workflow or a child invocation was created by this process's delivery."""
+
+    invocation_id: str
+    workflow_id: str
+    workflow_type: str
+    root: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkflowFinished:
+    """An invocation reached a finished status (recorded by this process's commit)."""
+
+    invocation_id: str
+    workflow_id: str
+    workflow_type: str
+    status: str
+    root: bool
+
+
+Listener = Callable[[Any], None]
+
+
+class Events:
+    """A tiny synchronous event bus: ``subscribe(kind, fn)``, ``emit(event)``."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[type, list[Listener]] = {}
+
+    def subscribe(self, kind: type, listener: Listener) -> None:
+        self._listeners.setdefault(kind, []).append(listener)
+
+    def unsubscribe(self, kind: type, listener: Listener) -> None:
+        if listener in self._listeners.get(kind, []):
+            self._listeners[kind].remove(listener)
+
+    def emit(self, event: Any) -> None:
+        for listener in self._listeners.get(type(event), ()):
+            try:
+                listener(event)
+            except Exception:  # observing never breaks a pass
+                logger.exception("an observer of %s failed", type(event).__name__)
+
+
+events = Events()
