@@ -39,7 +39,11 @@ def _make_state(settings: EncoreSettings) -> StateBackend:
     from .state.backends.redis import RedisState
 
     return RedisState.from_url(
-        settings.state_url, retention=settings.retention, prefix=settings.key_prefix, wait=settings.state_wait
+        settings.state_url,
+        retention=settings.retention,
+        prefix=settings.key_prefix,
+        wait=settings.state_wait,
+        shards=settings.index_shards,
     )
 
 

@@ -233,6 +233,7 @@ class StepOperations(PassState):
             args=args,
             kwargs=kwargs,
             origin=self._origin,
+            t=self._clock().timestamp(),
         )
         self._append(entry)
         self.new_steps.append(entry)
@@ -270,7 +271,8 @@ class StepOperations(PassState):
     def _timer_step(self, seconds: float) -> int:
         n, recorded = self._next_step()
         if recorded is None:
-            entry = TimerEntry(n=n, seconds=seconds, due=self._clock().timestamp() + seconds, origin=self._origin)
+            now = self._clock().timestamp()
+            entry = TimerEntry(n=n, seconds=seconds, due=now + seconds, origin=self._origin, t=now)
             self._append(entry)
             self.new_timers.append(entry)
         elif not isinstance(recorded, TimerEntry) or recorded.seconds != seconds:
@@ -293,8 +295,9 @@ class StepOperations(PassState):
         seconds = None if timeout is None else _seconds(timeout, "timeout")
         n, recorded = self._next_step()
         if recorded is None:
-            due = None if seconds is None else self._clock().timestamp() + seconds
-            entry = WaitEntry(n=n, name=name, timeout=seconds, due=due, origin=self._origin)
+            now = self._clock().timestamp()
+            due = None if seconds is None else now + seconds
+            entry = WaitEntry(n=n, name=name, timeout=seconds, due=due, origin=self._origin, t=now)
             self._append(entry)
             if due is not None:
                 self.new_timers.append(entry)
@@ -319,7 +322,7 @@ class StepOperations(PassState):
         if signal is None:
             raise self._suspend([] if seconds is None else [n], [name], wake_any=seconds is not None)
         outcome = Outcome(ok=True, value={"id": signal.id, "payload": signal.payload})
-        self._append(ResolvedEntry(n=n, o=outcome))
+        self._append(ResolvedEntry(n=n, o=outcome, t=self._clock().timestamp()))
         self.claims.append(n)
         self.consumed.add(signal.id)
         return outcome

@@ -114,6 +114,8 @@ class StepEntry(BaseModel):
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     origin: str = ""
+    #: When the step was recorded (epoch seconds): for operators, never read by a replay.
+    t: float | None = None
 
 
 class TimerEntry(BaseModel):
@@ -127,6 +129,7 @@ class TimerEntry(BaseModel):
     seconds: float
     due: float
     origin: str = ""
+    t: float | None = None
 
 
 class WaitEntry(BaseModel):
@@ -142,6 +145,7 @@ class WaitEntry(BaseModel):
     timeout: float | None = None
     due: float | None = None
     origin: str = ""
+    t: float | None = None
 
 
 class SignalEntry(BaseModel):
@@ -166,6 +170,8 @@ class ResolvedEntry(BaseModel):
     e: Literal["res"] = "res"
     n: int
     o: Outcome
+    #: When the step was resolved (epoch seconds, the store's clock).
+    t: float | None = None
 
 
 #: A positional step of any kind: a child task, a timer or a wait for a signal.

@@ -126,3 +126,14 @@ def suspend_on(state: StateBackend, invocation_id: str, *steps: int) -> None:
     )
     committed = state.commit(invocation_id, token, commit)
     assert committed.ok and not committed.rerun
+
+
+def untimed(entries: list[str] | tuple[str, ...] | None) -> list[str]:
+    """Journal entries without the time the store stamped on resolutions (``t``)."""
+    from dramatiq_encore.state.models import ResolvedEntry, journal_entry
+
+    out = []
+    for text in entries or ():
+        entry = journal_entry.validate_json(text)
+        out.append(entry.model_copy(update={"t": None}).model_dump_json() if isinstance(entry, ResolvedEntry) else text)
+    return out

@@ -32,6 +32,7 @@ from tests.integration.state_support import (
     start,
     suspend_on,
     timer_steps,
+    untimed,
 )
 
 
@@ -78,7 +79,7 @@ def test_result_resolves_the_step_once_with_the_childs_outcome(state: StateBacke
     assert first.token and not first.duplicate and first.status == "running"
     assert second.duplicate and second.token is None and second.locked
     _, journal = state.load("wf-1", 1)
-    assert journal == [ResolvedEntry(n=1, o=outcome).model_dump_json()]
+    assert untimed(journal) == [ResolvedEntry(n=1, o=outcome).model_dump_json()]
 
 
 def test_result_of_an_unfinished_child_resolves_nothing(state: StateBackend) -> None:
@@ -193,7 +194,7 @@ def test_a_granted_delivery_returns_the_journal_tail_with_the_lease(state: State
     child_id = finish_child(state, "wf-1", 1, Outcome(ok=True, value=7))
     delivery = state.deliver("wf-1", Trigger.result(1, child_id), None, load_from=1)
     assert delivery.token and not delivery.duplicate and delivery.loaded_from == 1
-    assert delivery.entries == (ResolvedEntry(n=1, o=Outcome(ok=True, value=7)).model_dump_json(),)
+    assert untimed(delivery.entries) == [ResolvedEntry(n=1, o=Outcome(ok=True, value=7)).model_dump_json()]
     again = state.deliver("wf-1", Trigger.result(1, child_id), None)
     assert again.duplicate and again.locked and again.token is None
 
@@ -243,7 +244,7 @@ def test_finish_first_pass_then_delivers_the_leafs_result_to_its_parent(state: S
     # Then the parent's delivery found the outcome just recorded, with the lease and the tail
     assert committed is not None and committed.ok and parent is not None
     assert parent.token and parent.loaded_from == 1
-    assert parent.entries == (ResolvedEntry(n=1, o=commit.outcome).model_dump_json(),)  # type: ignore[arg-type]
+    assert untimed(parent.entries) == [ResolvedEntry(n=1, o=commit.outcome).model_dump_json()]  # type: ignore[arg-type]
     # And a second copy (a duplicate start) commits nothing and delivers nothing
     _, again, none = state.finish_first_pass(rec.invocation_id, Trigger.start(), rec, commit, then)
     assert again is None and none is None
@@ -367,7 +368,8 @@ def test_wait_finished(state: StateBackend) -> None:
 
 # -- Redis only: retention, key layout, connection errors ------------------------------------
 def _ttls(state: RedisState, root: str) -> dict[str, int]:
-    return {key: state.client.ttl(key) for key in state.client.scan_iter(match=f"{state.keys.prefix}:{{{root}}}:*")}
+    pattern = f"{state.keys.tag(root)}:*:{root}*"  # the tree's keys, not its shard's index
+    return {key: state.client.ttl(key) for key in state.client.scan_iter(match=pattern)}
 
 
 def test_a_finished_root_gives_every_key_of_its_tree_the_retention(make_redis: MakeState) -> None:
@@ -394,7 +396,7 @@ def test_a_finished_root_gives_every_key_of_its_tree_the_retention(make_redis: M
     assert all(0 < ttl <= 120 for ttl in _ttls(state, "wf-1").values())
 
 
-def test_every_key_stays_under_the_prefix_and_the_roots_hash_tag(make_redis: MakeState) -> None:
+def test_every_key_stays_under_the_prefix_and_the_shards_hash_tag(make_redis: MakeState) -> None:
     state = make_redis()
     assert isinstance(state, RedisState)
     root = f"prefix-check-{uuid.uuid4().hex}"
@@ -403,8 +405,9 @@ def test_every_key_stays_under_the_prefix_and_the_roots_hash_tag(make_redis: Mak
     state.deliver(root, Trigger.result(1, f"{root}/1"), None)
     state.deliver(f"{root}/9", Trigger.timer(1, 0.0), None)  # marks it lost, under the root's tag
     keys = list(state.client.scan_iter(match=f"*{root}*"))
-    assert keys and all(key.startswith(f"{state.keys.prefix}:{{{root}}}:") for key in keys), keys
-    assert len({key_slot(key.encode()) for key in keys}) == 1
+    assert keys and all(key.startswith(f"{state.keys.tag(root)}:") for key in keys), keys
+    index = state.keys.index(state.keys.shard_of(root))  # the index the root is listed in
+    assert len({key_slot(key.encode()) for key in [*keys, index]}) == 1
 
 
 def test_keys_of_one_tree_share_a_cluster_slot() -> None:
@@ -412,8 +415,10 @@ def test_keys_of_one_tree_share_a_cluster_slot() -> None:
     ids = ["order-A-1", "order-A-1/0", "order-A-1/0/4", "order-A-1/12"]
     names = [keys.registry(ids[0])] + [keys.data(i) for i in ids]
     names += [name for i in ids for name in dataclasses.astuple(keys.invocation(i))]
+    shard = keys.shard_of(ids[0])
+    names += [keys.index(shard), keys.index(shard, "failed", "orders.place")]
     assert len({key_slot(name.encode()) for name in names}) == 1
-    assert all(name.startswith("encore:{order-A-1}:") for name in names)
+    assert all(name.startswith(f"encore:{{s{shard}}}:") for name in names)
 
 
 def test_cluster_is_detected_from_the_url(cluster_url: str) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import ClassVar
 
-from ...errors import StateLost
 from ..backend import (
     DUE_SLACK_S,
     Commit,
@@ -22,36 +20,16 @@ from ..backend import (
     deliver_then_commit,
 )
 from ..models import ACTIVE, FINISHED, InvocationMeta, InvocationRecord, Outcome, ResolvedEntry
-
-
-@dataclasses.dataclass
-class _Invocation:
-    record: InvocationRecord
-    status: str = "pending"
-    outcome: Outcome | None = None
-    journal: list[str] = dataclasses.field(default_factory=list)
-    triggers: set[str] = dataclasses.field(default_factory=set)
-    resolved: set[int] = dataclasses.field(default_factory=set)
-    waiting: set[int] = dataclasses.field(default_factory=set)
-    signals: set[str] = dataclasses.field(default_factory=set)
-    wake_any: bool = False
-    lock_token: str | None = None
-    lock_until: float = 0.0
-    #: What each step recorded (see ``step_record``), the last step of the runs before this
-    #: one, and the signals received and not consumed yet.
-    steps: dict[int, str] = dataclasses.field(default_factory=dict)
-    first: int = 0
-    sigs: int = 0
-
-    def meta(self) -> InvocationMeta:
-        return InvocationMeta(record=self.record, status=self.status, outcome=self.outcome, signals_waiting=self.sigs)
+from .memory_index import MemoryIndex
+from .memory_ops import MemoryInvocation as _Invocation
+from .memory_ops import MemoryOperations
 
 
 def _refused(detail: str, status: str = "pending") -> Delivery:
     return Delivery(verdict="refused", duplicate=False, status=status, detail=detail)
 
 
-class MemoryState(StateBackend, FirstPass):
+class MemoryState(MemoryOperations, StateBackend, FirstPass):
     """State kept in this process: nothing survives a restart.
 
     Every instance has its own dictionaries (no class-level shared state), so tests can
@@ -64,6 +42,7 @@ class MemoryState(StateBackend, FirstPass):
         self._invocations: dict[str, _Invocation] = {}
         self._data: dict[str, dict[str, str]] = {}
         self._lost: dict[str, str] = {}
+        self._index = MemoryIndex()
         self._cond = threading.Condition()
 
     # -- leases -------------------------------------------------------------------------
@@ -73,7 +52,8 @@ class MemoryState(StateBackend, FirstPass):
             return None
         inv.lock_token = uuid.uuid4().hex
         inv.lock_until = now + self.lease_ms / 1000
-        inv.status = "running"
+        inv.passes += 1
+        self._set_status(inv, "running")
         return inv.lock_token
 
     def _holds(self, inv: _Invocation | None, token: str) -> bool:
@@ -143,6 +123,7 @@ class MemoryState(StateBackend, FirstPass):
                 return None, _refused(f"its parent recorded another task, arguments or identity at step {parent.step}")
         self._lost.pop(invocation_id, None)  # started again after it was marked lost
         inv = self._invocations[invocation_id] = _Invocation(record=record)
+        self._indexed(inv)
         return inv, Delivery(verdict="ok", duplicate=False, status="pending")
 
     def _mark_lost(self, invocation_id: str, why: str) -> Delivery:
@@ -247,7 +228,7 @@ class MemoryState(StateBackend, FirstPass):
         if step in inv.resolved:
             return
         inv.resolved.add(step)
-        inv.journal.append(ResolvedEntry(n=step, o=outcome).model_dump_json())
+        inv.journal.append(ResolvedEntry(n=step, o=outcome, t=time.time()).model_dump_json())
         if step in inv.waiting:
             inv.waiting.discard(step)
             if inv.wake_any:
@@ -302,10 +283,11 @@ class MemoryState(StateBackend, FirstPass):
             for workflow_id, values in commit.data.items():
                 self._data.setdefault(workflow_id, {}).update(values)
             if commit.status in FINISHED:
-                inv.status, inv.outcome = commit.status, commit.outcome
+                inv.outcome, inv.finished = commit.outcome, time.time()
+                self._set_status(inv, commit.status)
                 self._wake(inv)
             elif commit.reset is None and self._suspend(inv, commit, grew):
-                inv.status = "suspended"
+                self._set_status(inv, "suspended")
             else:
                 self._wake(inv)
                 inv.lock_until = time.monotonic() + self.lease_ms / 1000
@@ -339,56 +321,6 @@ class MemoryState(StateBackend, FirstPass):
             assert inv is not None
             inv.lock_until = time.monotonic() + self.lease_ms / 1000
             return True
-
-    # -- reads --------------------------------------------------------------------------
-    def get_meta(self, invocation_id: str) -> InvocationMeta | None:
-        with self._cond:
-            inv = self._invocations.get(invocation_id)
-            return None if inv is None else inv.meta()
-
-    def read_data(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
-        with self._cond:
-            values = self._data.get(workflow_id, {})
-            return (key in values, values.get(key))
-
-    def workflow_data(self, workflow_id: str) -> dict[str, str]:
-        with self._cond:
-            return dict(self._data.get(workflow_id, {}))
-
-    def timer_due(self, invocation_id: str, step: int) -> float | None:
-        with self._cond:
-            inv = self._invocations.get(invocation_id)
-            if inv is None or inv.status not in ACTIVE or step in inv.resolved:
-                return None
-            recorded = inv.steps.get(step, "")
-            return float(recorded[2:]) if recorded.startswith("t:") else None
-
-    def lost_reason(self, invocation_id: str) -> str | None:
-        with self._cond:
-            return None if invocation_id in self._invocations else self._lost.get(invocation_id)
-
-    def needs_result(self, invocation_id: str) -> bool:
-        with self._cond:
-            inv = self._invocations.get(invocation_id)
-            return inv is not None and inv.status in ACTIVE
-
-    def existing(self, invocation_ids: list[str]) -> list[bool]:
-        with self._cond:
-            return [i in self._invocations for i in invocation_ids]
-
-    def wait_finished(self, invocation_id: str, timeout: float | None) -> InvocationMeta | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
-                inv = self._invocations.get(invocation_id)
-                if inv is not None and inv.status in FINISHED:
-                    return inv.meta()
-                if inv is None and invocation_id in self._lost:
-                    raise StateLost(invocation_id, self.describe(), self._lost[invocation_id])
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None if inv is None else inv.meta()
-                self._cond.wait(remaining)
 
     def describe(self) -> str:
         return "in-memory state"

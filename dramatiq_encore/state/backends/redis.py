@@ -31,7 +31,7 @@ from ..backend import (
     Trigger,
     deliver_then_commit,
 )
-from ..keys import META_OUTCOME, META_RECORD, META_SIGNALS, META_STATUS, Keys
+from ..keys import DEFAULT_SHARDS, META_OUTCOME, META_RECORD, META_SIGNALS, META_STATUS, Keys
 from ..models import InvocationMeta, InvocationRecord, Outcome
 from . import redis_calls as calls
 from . import redis_wait
@@ -47,12 +47,13 @@ from .redis_client import (
     warn_if_state_can_be_lost,
     where,
 )
+from .redis_ops import RedisOperations
 
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
 
-class RedisState(StateBackend, FirstPass):
+class RedisState(RedisOperations, StateBackend, FirstPass):
     """State in Redis, standalone or Cluster: shared by every worker, survives restarts.
 
     >>> state = RedisState.from_url("redis://:secret@localhost:6379/0", prefix="orders")
@@ -78,11 +79,12 @@ class RedisState(StateBackend, FirstPass):
         retention: int = DEFAULT_RETENTION_S,
         lease_ms: int | None = None,
         url_for_errors: str = "",
+        shards: int = DEFAULT_SHARDS,
     ) -> None:
         # Public for admin and test code (cleanup, inspection): the redis-py client itself,
         # not the narrow protocol this backend needs.
         self.client: Any = client
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, shards)
         self.retention_s = retention
         if lease_ms is not None:
             self.lease_ms = lease_ms
@@ -99,6 +101,13 @@ class RedisState(StateBackend, FirstPass):
         self._timer_due = self._register("timer_due")
         self._needs_result = self._register("needs_result")
         self._status = self._register("status")
+        self._scripts: dict[str, Script] = {}
+
+    def _script(self, name: str) -> Script:
+        """A script registered on first use (the operator's ones: most processes never run them)."""
+        if name not in self._scripts:
+            self._scripts[name] = self._register(name)
+        return self._scripts[name]
 
     @classmethod
     def from_url(
@@ -110,11 +119,14 @@ class RedisState(StateBackend, FirstPass):
         lease_ms: int | None = None,
         cluster: bool | None = None,
         wait: float = 0.0,
+        shards: int = DEFAULT_SHARDS,
     ) -> RedisState:
         """Connect to ``redis://`` or ``rediss://`` (password in the URL is fine).
 
         ``cluster=None`` asks the server (``INFO cluster``) whether it is a Redis Cluster
-        node; ``True`` or ``False`` skips the question. ``wait`` is how long to keep trying
+        node; ``True`` or ``False`` skips the question. ``shards`` is the number of hash-tag shards
+        (see :mod:`dramatiq_encore.state.keys`; every process of a deployment must use the same).
+        ``wait`` is how long to keep trying
         while nobody answers (a worker started during a Redis restart), logging each try;
         ``Encore()`` waits ``ENCORE_STATE_WAIT`` seconds (10 by default).
         """
@@ -132,7 +144,7 @@ class RedisState(StateBackend, FirstPass):
                 pause = min(pause * 2, 2.0)
             except ValueError as exc:  # redis-py's message on a bad URL never repeats the URL
                 raise ConfigurationError(f"invalid Redis URL {redact(url)}: {exc}. Check ENCORE_STATE_URL.") from None
-        state = cls(client, prefix=prefix, retention=retention, lease_ms=lease_ms, url_for_errors=url)
+        state = cls(client, prefix=prefix, retention=retention, lease_ms=lease_ms, url_for_errors=url, shards=shards)
         # Probing (cluster=None) or discovering the cluster's nodes already reached Redis:
         # a later outage is transient, not a configuration error.
         state._reached = cluster is not False

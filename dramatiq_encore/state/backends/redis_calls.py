@@ -63,6 +63,7 @@ def deliver_call(
         "" if trigger.due is None else repr(trigger.due),
         trigger.limit,
         retention_s,
+        "" if record is None else record.task,
     ]
     return script_keys, args
 

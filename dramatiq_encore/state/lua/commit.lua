@@ -87,12 +87,14 @@ if reset ~= '' then
 end
 
 if finished == '1' then
+  local now = now_s()
+  set_status(meta, status)
   if outcome == '' then
-    redis.call('HSET', meta, 'status', status)
     redis.call('HDEL', meta, 'outcome')
   else
-    redis.call('HSET', meta, 'status', status, 'outcome', outcome)
+    redis.call('HSET', meta, 'outcome', outcome)
   end
+  redis.call('HSET', meta, 'done', now)
   redis.call('HDEL', meta, 'wake')
   redis.call('DEL', waiting, lock)
   if redis.call('HGET', meta, 'root') == '1' then
@@ -103,6 +105,7 @@ if finished == '1' then
       redis.call('EXPIRE', key, retention_s)
     end
     redis.call('EXPIRE', registry, retention_s)
+    index_finish(meta, status, tonumber(retention_s), now)
     -- Whoever waits for this workflow (Invocation.wait) is subscribed to its meta key's name.
     redis.call('PUBLISH', meta, status)
   else
@@ -136,6 +139,6 @@ if wake_any == '1' then
 else
   redis.call('HDEL', meta, 'wake')
 end
-redis.call('HSET', meta, 'status', 'suspended')
+set_status(meta, 'suspended')
 redis.call('DEL', lock)
 return {1, 0, at}

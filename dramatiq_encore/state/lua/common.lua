@@ -15,6 +15,86 @@ local function call_chunked(command, key, first, last)
   end
 end
 
+-- The workflow index (see keys.py): root workflows by start time, per status and per type,
+-- in the slot of the meta key's hash tag. Its head and the workflow id, from the meta key.
+local function index_keys(meta)
+  return string.match(meta, '^(.-})') .. ':ix:', string.match(meta, '^.-}:inv:(.*):meta$')
+end
+
+-- Move an indexed workflow from status old (nil: none yet) to new; a no-op for invocations
+-- the index does not list (children).
+local function index_status(meta, old, new)
+  if old == new then
+    return
+  end
+  local f = redis.call('HMGET', meta, 'ix', 'at')
+  if not f[1] then
+    return
+  end
+  local h, id = index_keys(meta)
+  if old then
+    redis.call('ZREM', h .. 's:' .. old, id)
+    redis.call('ZREM', h .. 'st:' .. old .. ':' .. f[1], id)
+  end
+  redis.call('ZADD', h .. 's:' .. new, f[2], id)
+  redis.call('ZADD', h .. 'st:' .. new .. ':' .. f[1], f[2], id)
+end
+
+-- Every status change goes through here, so the index never disagrees with the records.
+local function set_status(meta, status)
+  local old = redis.call('HGET', meta, 'status')
+  redis.call('HSET', meta, 'status', status)
+  index_status(meta, old, status)
+end
+
+-- Remove a finished workflow from the index (it expired, or its id is used again).
+local function index_forget(h, id)
+  local fin = redis.call('HGET', h .. 'fin', id)
+  if fin then
+    local status, kind = string.match(fin, '^([^\n]*)\n(.*)$')
+    redis.call('ZREM', h .. 'all', id)
+    redis.call('ZREM', h .. 's:' .. status, id)
+    redis.call('ZREM', h .. 't:' .. kind, id)
+    redis.call('ZREM', h .. 'st:' .. status .. ':' .. kind, id)
+    redis.call('HDEL', h .. 'fin', id)
+  end
+  redis.call('ZREM', h .. 'exp', id)
+end
+
+-- Finished workflows whose retention passed leave the index, a few at a time.
+local function index_prune(h, now, limit)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', h .. 'exp', '-inf', now, 'LIMIT', 0, limit)) do
+    index_forget(h, id)
+  end
+end
+
+local function now_s()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+
+-- A new root workflow enters the index (its status is added by set_status).
+local function index_add(meta, kind, now)
+  local h, id = index_keys(meta)
+  index_forget(h, id)  -- an id used again after its retention
+  local at = math.floor(now * 1000)
+  redis.call('HSET', meta, 'ix', kind, 'at', at)
+  redis.call('ZADD', h .. 'all', at, id)
+  redis.call('ZADD', h .. 't:' .. kind, at, id)
+end
+
+-- A root workflow finished: it leaves the index when its retention expires.
+local function index_finish(meta, status, retention_s, now)
+  local kind = redis.call('HGET', meta, 'ix')
+  if not kind then
+    return
+  end
+  local h, id = index_keys(meta)
+  redis.call('ZADD', h .. 'exp', now + retention_s, id)
+  redis.call('HSET', h .. 'fin', id, status .. '\n' .. kind)
+  index_prune(h, now, 4)
+end
+
 -- Runnable: active and waiting on no unresolved step. Returns the flag and the status.
 local function runnable(meta, waiting)
   local status = redis.call('HGET', meta, 'status')
@@ -24,7 +104,8 @@ end
 -- Take the replay lease if nobody holds it (an expired lease is gone: PX).
 local function take_lock(meta, lock, token, lease_ms)
   if redis.call('SET', lock, token, 'NX', 'PX', lease_ms) then
-    redis.call('HSET', meta, 'status', 'running')
+    set_status(meta, 'running')
+    redis.call('HINCRBY', meta, 'passes', 1)
     return true
   end
   return false

@@ -5,13 +5,14 @@
 --       (rel_* are the reporting child's keys on a result, the parent's on a child's start,
 --       else the invocation's own again)
 -- ARGV: kind trigger_key record digest root step token lease_ms load_from payload name run
---       id fingerprint due limit retention_s
+--       id fingerprint due limit retention_s workflow_type
 --       (record and digest are '' when no record was given; step is the step a result or a
 --       timer resolves, or the parent's step on a child's start, else ''; payload is a timer's
 --       outcome JSON or a signal's/cancel's journal entry, else ''; name is the signal's name;
 --       run is the run of the caller's cached prefix; id is the invocation id; fingerprint is
 --       a child start's fingerprint (what the parent's step recorded), else ''; due is the due
---       time a timer message carries; limit is the most signals that may wait unconsumed)
+--       time a timer message carries; limit is the most signals that may wait unconsumed;
+--       workflow_type is the record's task name, which a root enters the workflow index with)
 -- Returns {verdict, detail, duplicate, status, token, locked} with token '' when not granted;
 -- when granted and load_from is given, also {start, record or '', journal[start..]}: the pass
 -- that follows needs no separate load. start falls back to 0 (with the record) when the
@@ -24,7 +25,7 @@
 -- finished invocation or an earlier run: nothing is written).
 local meta, journal, triggers, resolved, waiting, lock, registry, steps, lost, rel_meta, rel_steps = unpack(KEYS)
 local kind, trigger_key, record, digest, root, step, token, lease_ms, load_from, payload, name, run,
-  id, fingerprint, due, limit, retention_s = unpack(ARGV)
+  id, fingerprint, due, limit, retention_s, workflow_type = unpack(ARGV)
 
 local function reply(verdict, detail, duplicate, status)
   return {verdict, detail or '', duplicate or 0, status or 'pending', '', 0}
@@ -50,7 +51,7 @@ end
 -- avoids a cjson round trip, which would turn large integers into floats.
 local function resolve(outcome)
   if redis.call('SISMEMBER', resolved, step) == 0 then
-    redis.call('RPUSH', journal, '{"e":"res","n":' .. step .. ',"o":' .. outcome .. '}')
+    redis.call('RPUSH', journal, '{"e":"res","n":' .. step .. ',"o":' .. outcome .. ',"t":' .. now_s() .. '}')
     redis.call('SADD', resolved, step)
     unwait(step)
   end
@@ -104,8 +105,7 @@ local function step_outcome()
   if tonumber(due) ~= at then
     return nil, reply('refused', 'step ' .. step .. ' is due at ' .. string.sub(recorded, 3) .. ', not ' .. due)
   end
-  local now = redis.call('TIME')
-  if tonumber(now[1]) + tonumber(now[2]) / 1e6 < at - DUE_SLACK_S then
+  if now_s() < at - DUE_SLACK_S then
     return nil, reply('due', string.sub(recorded, 3))
   end
   return payload
@@ -126,7 +126,11 @@ if redis.call('EXISTS', meta) == 0 then
     end
   end
   created = true
-  redis.call('HSET', meta, 'rec', record, 'status', 'pending', 'digest', digest, 'root', root, 'fp', fingerprint)
+  redis.call('HSET', meta, 'rec', record, 'digest', digest, 'root', root, 'fp', fingerprint)
+  if root == '1' then
+    index_add(meta, workflow_type, now_s())
+  end
+  set_status(meta, 'pending')
   redis.call('HDEL', lost, id)  -- started again after it was marked lost
   -- Registered once, whether or not each key exists yet: retention expires them all.
   redis.call('SADD', registry, meta, journal, triggers, resolved, waiting, steps)
