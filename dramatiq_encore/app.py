@@ -26,6 +26,7 @@ from .invocation import Invocation
 from .state.backend import StateBackend
 from .state.backends.memory import MemoryState
 from .state.models import InvocationMeta
+from .views import History, WorkflowDescription, WorkflowPage
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,66 @@ class Encore:
     def get_workflow_data(self, workflow_id: str) -> dict[str, Any]:
         """The workflow's ``set_data`` values, from any process."""
         return {key: json.loads(value) for key, value in self.state.workflow_data(workflow_id).items()}
+
+    # -- operating: the workflow index, trees, histories ---------------------------------
+    def list_workflows(
+        self,
+        status: str | None = None,
+        workflow_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> WorkflowPage:
+        """A page of root workflows, newest first, from the store's index (O(page), any process).
+
+        ``status`` is one of pending, running, suspended, succeeded, failed, cancelled;
+        ``workflow_type`` a task name. Pass the page's ``cursor`` back for the next page.
+
+        >>> page = app.list_workflows(status="failed", limit=20)
+        >>> [w.workflow_id for w in page.items], page.cursor
+        """
+        from .operate.describe import list_workflows
+
+        return list_workflows(self.state, status, workflow_type, limit, cursor)
+
+    def count_workflows(self, status: str) -> int:
+        """How many root workflows have ``status`` (read from the index)."""
+        from .operate.tree import operations
+
+        return operations(self.state).count_index(status)
+
+    def describe(self, workflow_id: str) -> WorkflowDescription:
+        """The workflow's invocation tree with every step (raises ``UnknownWorkflow``)."""
+        from .operate.describe import describe
+
+        return describe(self.state, workflow_id)
+
+    def export(self, workflow_id: str) -> History:
+        """The workflow tree's records and journals, for ``encore replay`` and ``assert_replays``."""
+        from .operate.describe import export
+
+        return export(self.state, workflow_id)
+
+    def retry(self, workflow_id: str) -> int:
+        """Resume a failed root workflow from its failed step; returns that step's number.
+
+        Every step before it keeps its recorded result and values; the failed step (and what
+        follows) runs again with the code the workers run now. Raises ``NotRetryable`` when
+        the workflow is not failed.
+        """
+        from .operate.rewrite import retry
+
+        step = retry(self.state, self.broker, workflow_id)
+        self.ensure_worker()
+        return step
+
+    def fork(self, workflow_id: str, from_step: int, new_workflow_id: str | None = None) -> str:
+        """A new root workflow that keeps steps 1..from_step-1 of ``workflow_id`` and runs from
+        ``from_step`` with today's code; returns its id."""
+        from .operate.rewrite import fork
+
+        new_id = fork(self.state, self.broker, workflow_id, from_step, new_workflow_id)
+        self.ensure_worker()
+        return new_id
 
     # -- talking to running workflows ----------------------------------------------------
     def signal(

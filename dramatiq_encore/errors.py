@@ -148,3 +148,11 @@ class StateLost(EncoreError):
 
 class TooManySignals(EncoreError):
     """A workflow already has the most signals waiting to be consumed (``ENCORE_MAX_PENDING_SIGNALS``)."""
+
+
+class UnknownWorkflow(EncoreError):
+    """No start message ever created a workflow with this id (or it expired after its retention)."""
+
+
+class NotRetryable(EncoreError):
+    """``retry`` or ``fork`` cannot apply to this workflow as it stands; the message says why."""

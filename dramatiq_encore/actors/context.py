@@ -128,8 +128,9 @@ class WorkflowContext(StepOperations):
         """Store ``key`` in the workflow's data, once: a replay does not write it again."""
         encoded = json.dumps(to_json_value(value, f"workflow data {key!r}"))
 
-        def produce(_: int) -> None:
+        def produce(_: int) -> str:
             self.data_writes[key] = encoded
+            return encoded  # recorded, so that a fork can rebuild the data of the steps it keeps
 
         self._value("set_data", produce, name=key)
 
