@@ -32,6 +32,9 @@ FRESH = "encore_fresh"
 # Set on a child's start re-sent by a repair: it may duplicate one still on its way, so its
 # first pass waits for its delivery (which finds the duplicate) instead of running ahead.
 RESENT = "encore_resent"
+# A W3C traceparent: the span a root's producer had when it sent the start, carried on by every
+# message of the tree (read only by dramatiq_encore.observe.tracing; never by the engine).
+TRACE = "encore_trace"
 #: A repair re-sends a start this late: the original, if it was only slow, has created the
 #: child by then, and the copy is recognised as a duplicate without running the child again.
 RESEND_DELAY_MS = 1_000

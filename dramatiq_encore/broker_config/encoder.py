@@ -66,6 +66,7 @@ class _Options(TypedDict, total=False):
     encore_nudges: _Count
     encore_fresh: bool
     encore_resent: bool
+    encore_trace: Annotated[str, Field(max_length=512)]
 
 
 def _no_python_options(options: dict[str, Any]) -> dict[str, Any]:

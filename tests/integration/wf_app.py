@@ -17,6 +17,45 @@ from dramatiq_encore import Encore
 
 QUEUE = os.environ.get("ENCORE_TEST_QUEUE", "encore_it")
 app = Encore()
+
+
+def _export_spans_to(directory: str) -> None:
+    """Trace this process's workflows: each span, when it ends, is appended as a JSON line to
+    ``<directory>/spans-<pid>.jsonl`` (tests/integration/test_tracing_processes.py)."""
+    import json
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    from dramatiq_encore.observe import tracing
+
+    class JsonLines(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            with open(os.path.join(directory, f"spans-{os.getpid()}.jsonl"), "a") as out:
+                for span in spans:
+                    assert span.context is not None
+                    parent = None if span.parent is None else f"{span.parent.span_id:016x}"
+                    line = {
+                        "name": span.name,
+                        "trace_id": f"{span.context.trace_id:032x}",
+                        "span_id": f"{span.context.span_id:016x}",
+                        "parent_id": parent,
+                        "start": span.start_time,
+                        "end": span.end_time,
+                        "pid": os.getpid(),
+                        "attributes": dict(span.attributes or {}),
+                    }
+                    out.write(json.dumps(line) + "\n")
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(JsonLines()))
+    tracing.instrument(app, tracer_provider=provider)
+
+
+if os.environ.get("ENCORE_TEST_SPANS_DIR"):
+    _export_spans_to(os.environ["ENCORE_TEST_SPANS_DIR"])
 _counter = redis.Redis.from_url(os.environ["ENCORE_STATE_URL"])
 _prefix = os.environ.get("ENCORE_KEY_PREFIX", "encore")
 
@@ -197,3 +236,18 @@ def versioned_flow(key: str, delay: float) -> dict[str, Any]:
         path = "new"
     second = versioned_flow.wf.execute_task(slow_step, key, 1, delay).result
     return {"path": path, "steps": [first["i"], second["i"]], "version": CODE_VERSION}
+
+
+# --- tracing across worker processes (tests/integration/test_tracing_processes.py) ---------
+@app.task(queue_name=QUEUE, force_new_workflow=True)
+def traced_child(key: str, i: int) -> dict[str, Any]:
+    """A child workflow with one step of its own."""
+    return traced_child.wf.execute_task(slow_step, key, i, 0.05).result
+
+
+@app.task(queue_name=QUEUE)
+def traced_flow(key: str, steps: int) -> list[int]:
+    """``steps`` sequential steps, then a child workflow."""
+    done = [traced_flow.wf.execute_task(slow_step, key, i, 0.05).result["i"] for i in range(steps)]
+    done.append(traced_flow.wf.execute_task(traced_child, key, 100).result["i"])
+    return done
