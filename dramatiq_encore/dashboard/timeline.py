@@ -37,6 +37,10 @@ class Bar:
     x: float | None = None
     width: float = 0.0
     running: bool = False
+    #: The step's duration, drawn at ``text_x``: after the bar, inside its end, or before it.
+    duration: str = ""
+    text_x: float = 0.0
+    text_at: str = "after"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +104,9 @@ def _tick_step(span_s: float, target: int = 6) -> float:
 
 
 def _ticks(span_s: float) -> list[Tick]:
-    step = _tick_step(span_s)
+    # Nice steps in the unit the labels use: 15 min, 6 h, 2 d rather than 231 d.
+    unit = 1.0 if span_s < 120 else 60.0 if span_s < 7200 else 3600.0 if span_s < 48 * 3600 else 86400.0
+    step = _tick_step(span_s / unit) * unit
     count = int(span_s / step + 1e-9)
     return [Tick(round(TRACK_X + i * step / span_s * TRACK_W, 2), format_seconds(i * step)) for i in range(count + 1)]
 
@@ -125,6 +131,14 @@ def _bounds(root: InvocationView, rows: list[_Row], now: dt.datetime) -> tuple[d
     return origin, end
 
 
+def _text_place(x: float, width: float, room: float = 70.0) -> tuple[str, float]:
+    if x + width + room <= TRACK_X + TRACK_W:
+        return "after", x + width + 5
+    if width >= room:
+        return "inside", x + width - 5
+    return "before", x - 5
+
+
 def _bar(row: _Row, index: int, origin: dt.datetime, span_s: float, end: dt.datetime) -> Bar:
     step = row.step
     y = AXIS_H + index * ROW_H
@@ -139,7 +153,16 @@ def _bar(row: _Row, index: int, origin: dt.datetime, span_s: float, end: dt.date
     width = max(2.0, min(length_s / span_s * TRACK_W, TRACK_X + TRACK_W - x))
     title += f", from +{format_seconds(start_s)} for {format_seconds(length_s)}"
     running = step.finished_at is None
-    return Bar(row.path, _label(row), title, step.status, row.depth, y, round(x, 2), round(width, 2), running)
+    text_at, text_x = _text_place(x, width)
+    return dataclasses.replace(
+        Bar(row.path, _label(row), title, step.status, row.depth, y),
+        x=round(x, 2),
+        width=round(width, 2),
+        running=running,
+        duration=format_seconds(length_s),
+        text_x=round(text_x, 2),
+        text_at=text_at,
+    )
 
 
 def build_timeline(root: InvocationView, now: dt.datetime | None = None) -> Timeline:
