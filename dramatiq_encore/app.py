@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,12 @@ from .state.models import InvocationMeta
 from .views import History, WorkflowDescription, WorkflowPage
 
 logger = logging.getLogger(__name__)
+
+_EMBEDDED_WORKER_WARNING = (
+    "encore worker: ENCORE_BROKER_URL is not set and this app was given no broker, so it uses an in-process "
+    "stub broker and these workers receive nothing sent from other processes; set ENCORE_BROKER_URL or pass "
+    "Encore(broker=...)"
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,6 +85,8 @@ class Encore:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.runtime = Runtime(self)
         self._worker = EmbeddedWorker(self.broker) if self.embedded else None
+        if self.embedded and os.environ.get("ENCORE_WORKER_CLI"):
+            logger.warning(_EMBEDDED_WORKER_WARNING)
 
     # -- declaring tasks ------------------------------------------------------------------
     @overload

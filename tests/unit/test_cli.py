@@ -22,6 +22,7 @@ from dramatiq_encore import Encore
 from dramatiq_encore import demo as demo_module
 from dramatiq_encore.cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, EXIT_PENDING, dramatiq_command, main, report_result
 from dramatiq_encore.state import MemoryState
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 60
@@ -102,7 +103,7 @@ def test_worker_runs_dramatiq_and_returns_its_exit_code() -> None:
     completed = encore("worker", "no_such_module_for_encore_tests", "-p", "1", "-t", "1")
     assert completed.returncode == 2
     assert "No module named 'no_such_module_for_encore_tests'" in completed.stderr
-    assert "ENCORE_BROKER_URL is not set" in completed.stderr
+    assert "ENCORE_BROKER_URL is not set" not in completed.stderr  # no app was built: nothing to warn about
 
 
 # -- start -------------------------------------------------------------------------------
@@ -176,10 +177,14 @@ def embedded() -> Iterator[tuple[Encore, dict[str, Any]]]:
     def explode(reason: str) -> None:
         raise ValueError(reason)
 
+    @app.task
+    def waits() -> Any:
+        return waits.wf.wait_for_signal("go")
+
     worker = dramatiq.Worker(app.broker, worker_threads=2, worker_timeout=20)
     worker.start()
     try:
-        yield app, {"greet": greet, "explode": explode}
+        yield app, {"greet": greet, "explode": explode, "waits": waits}
     finally:
         worker.stop()
 
@@ -208,10 +213,22 @@ def test_report_result_prints_the_error_of_a_failure(
 def test_report_result_prints_the_status_of_an_unfinished_invocation(
     embedded: tuple[Encore, dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    app, tasks = embedded
+    invocation = tasks["waits"].send()
+    assert wait_until(lambda: invocation.status == "suspended", timeout=10)
+    assert report_result(app, invocation.invocation_id, wait=None) == EXIT_PENDING
+    assert report_result(app, invocation.invocation_id, wait=0.05) == EXIT_PENDING
+    assert capsys.readouterr().out.split() == ["suspended", "suspended"]
+
+
+def test_report_result_says_an_id_no_start_named_is_unknown(
+    embedded: tuple[Encore, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
     app, _ = embedded
-    assert report_result(app, "never-sent", wait=None) == EXIT_PENDING
-    assert report_result(app, "never-sent", wait=0.05) == EXIT_PENDING
-    assert capsys.readouterr().out.split() == ["pending", "pending"]
+    assert report_result(app, "never-sent", wait=None) == EXIT_ERROR
+    assert report_result(app, "never-sent", wait=0.05) == EXIT_ERROR  # waits for a start, then says so
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("no start message has named it") == 2
 
 
 def test_help_lists_the_commands() -> None:
