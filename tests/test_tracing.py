@@ -9,6 +9,8 @@ all in one trace per workflow tree, parented step -> child invocation.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -283,6 +285,32 @@ def test_without_opentelemetry_nothing_is_installed(monkeypatch: pytest.MonkeyPa
     assert app.broker.middleware == before
     assert events._listeners.get(StepResolved, []) == []
     app.close()
+
+
+_WITHOUT_OTEL = """
+import sys
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "opentelemetry":
+            raise ImportError(name)
+
+sys.meta_path.insert(0, Block())
+from dramatiq.brokers.stub import StubBroker
+from dramatiq_encore import Encore
+from dramatiq_encore.observe import tracing
+from dramatiq_encore.state import MemoryState
+
+app = Encore(broker=StubBroker(), state=MemoryState())
+assert not tracing.AVAILABLE and tracing.instrument(app) is False
+assert not any("Tracing" in type(m).__name__ for m in app.broker.middleware)
+print("ok")
+"""
+
+
+def test_the_module_imports_without_opentelemetry() -> None:
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_OTEL], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
 
 
 def test_the_trace_context_option_is_a_string() -> None:

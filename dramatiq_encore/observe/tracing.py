@@ -37,17 +37,16 @@ touched) a generator that returns, on the calling thread, the id preset for the 
 started, and delegates otherwise. Spans are then ordinary SDK spans: the provider's sampler,
 span processors, limits and resource apply. Other tracer implementations are not traced.
 
-**Where the trace context travels.** The trace id of a tree is the producer's when a span was
-current at ``task.send`` (or when a raw producer set ``options["encore_trace"]`` itself: a
-W3C ``traceparent``); otherwise it is a digest of the root workflow id, which needs no
-carrying at all. The producer's ``traceparent`` is put in the root's start message
-(``options["encore_trace"]``, see ``docs/protocol.md``) by :class:`TracingMiddleware`'s
-``before_enqueue``; a worker reads it in ``before_process_message``, and every message the
-engine sends while handling it for the same tree (children's starts, results, timers,
+**Where the trace context travels.** A tree's trace id is its producer's when a span was
+current at ``task.send`` (or a raw producer set a W3C ``traceparent`` in
+``options["encore_trace"]``, see ``docs/protocol.md``), else a digest of the deployment's key
+prefix and the root workflow id, which needs no carrying (a workflow id reused after its
+retention gets the same ids again). :class:`TracingMiddleware` puts the producer's span in
+the root's start (``before_enqueue``), a worker reads it (``before_process_message``), and
+every message it sends while handling one of that tree (children's starts, results, timers,
 cancels, re-sent copies, retries) carries it on. A message from outside the tree
-(``app.signal``, ``app.cancel``, a producer's own signal) carries none: spans recorded by the
-passes it wakes fall back to the digest trace id, which differs from a producer's (the one
-case where a tree whose root had a producer span is split).
+(``app.signal``, ``app.cancel``) carries none: the spans its pass records take the digest
+trace id, so a tree whose root had a producer span is split there.
 
 Observing never changes what the engine does: listeners run under :class:`~.hooks.Events`,
 which logs and swallows their errors; the middleware's hooks catch their own.
@@ -103,9 +102,10 @@ def _digest(size: int, *parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=size).digest(), "big") or 1
 
 
-def trace_id_of(root: str) -> int:
-    """The trace id of a tree whose root had no producer span: the same in every process."""
-    return _digest(16, "encore-trace", root)
+def trace_id_of(namespace: str, root: str) -> int:
+    """The trace id of a tree whose root had no producer span: the same in every process of a
+    deployment (``namespace``: its key prefix), another in another deployment."""
+    return _digest(16, "encore-trace", namespace, root)
 
 
 def invocation_span_id(trace_id: int, invocation_id: str) -> int:
@@ -116,7 +116,7 @@ def step_span_id(trace_id: int, invocation_id: str, n: int) -> int:
     return _digest(8, "encore-step", f"{trace_id:032x}", invocation_id, n)
 
 
-def traceparent(span_context: Any) -> str | None:
+def traceparent(span_context: SpanContext) -> str | None:
     """The W3C ``traceparent`` of a valid span context."""
     if not span_context.is_valid:
         return None
@@ -135,13 +135,13 @@ def _root_of_message(options: dict[str, Any], message_id: str) -> str | None:
 class TracingMiddleware(Middleware):
     """Carries a tree's trace context in its messages (``options["encore_trace"]``)."""
 
-    def __init__(self, app: Encore) -> None:
-        self.app = app
+    def __init__(self) -> None:
+        self.apps: weakref.WeakSet[Encore] = weakref.WeakSet()
 
     def before_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int) -> None:
         try:
             options = message.options
-            if TRACE in options or message.actor_name not in self.app.tasks:
+            if TRACE in options or not any(message.actor_name in app.tasks for app in self.apps):
                 return  # carried already (a copy, a retry), or not an encore task
             tree, root = _tree.get(), _root_of_message(options, message.message_id)
             if tree is not None and tree[0] == root:  # the tree being handled: its own context
@@ -237,7 +237,8 @@ class _Scope:
 class Tracing:
     """Turns the runtime's events into spans (see the module docstring)."""
 
-    def __init__(self, provider: Any = None) -> None:
+    def __init__(self, namespace: str, provider: Any = None) -> None:
+        self.namespace = namespace
         self.provider = provider
         self.apps: weakref.WeakSet[Encore] = weakref.WeakSet()
         self._scope: _Scope | None = None
@@ -260,8 +261,7 @@ class Tracing:
             self._scope = scope
         return scope
 
-    @staticmethod
-    def tree(tracer: SdkTracer, invocation_id: str) -> _Tree:
+    def tree(self, tracer: SdkTracer, invocation_id: str) -> _Tree:
         """The trace of ``invocation_id``'s tree: the one its messages carry, else the root's digest."""
         root = root_of(invocation_id)
         handled = _tree.get()
@@ -271,7 +271,7 @@ class Tracing:
             origin = trace.get_current_span(extracted).get_span_context()
             if origin.is_valid:
                 return _Tree(origin.trace_id, origin.trace_flags, origin)
-        trace_id = trace_id_of(root)
+        trace_id = trace_id_of(self.namespace, root)
         sampled = tracer.sampler.should_sample(Context(), trace_id, "encore.workflow").decision == SAMPLED
         return _Tree(trace_id, TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT), None)
 
@@ -284,14 +284,16 @@ class Tracing:
         times: tuple[float, float],
         attributes: dict[str, Any],
         ok: bool,
-        kind: SpanKind = SpanKind.INTERNAL,
+        kind: SpanKind | None = None,
     ) -> None:
         """One finished span with preset ids, from ``times[0]`` to ``times[1]`` (epoch seconds)."""
         assert scope.tracer is not None and scope.ids is not None
         end = int(times[1] * 1e9)
         start = min(int(times[0] * 1e9), end)
         with scope.ids.preset(*ids):
-            span = scope.tracer.start_span(name, context=parent, kind=kind, attributes=attributes, start_time=start)
+            span = scope.tracer.start_span(
+                name, context=parent, kind=kind or SpanKind.INTERNAL, attributes=attributes, start_time=start
+            )
         if not ok:
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=end)
@@ -335,14 +337,14 @@ class Tracing:
         }
         ids = (tree.trace_id, invocation_span_id(tree.trace_id, event.invocation_id))
         times = (created if created is not None else ended, ended)
-        ok = event.status == "succeeded"
+        ok = event.status != "failed"  # cancelled is no error
         self.emit(scope, ids, f"encore.invocation {task}", parent, times, attributes, ok, SpanKind.CONSUMER)
 
     def _task_and_creation(self, event: WorkflowFinished) -> tuple[str, float | None]:
         """The invocation's task and creation time: from the event, else from its record."""
-        task: str | None = getattr(event, "task", None)
+        task: str = getattr(event, "task", "")
         created: float | None = getattr(event, "created_at", None)
-        if task is not None and created is not None:
+        if task and created is not None:
             return task, created
         for app in list(self.apps):
             meta = app.state.get_meta(event.invocation_id)
@@ -359,22 +361,24 @@ def instrument(app: Encore, tracer_provider: Any = None) -> bool:
     """Trace ``app``'s workflows in this process (see the module docstring); False when the
     OpenTelemetry SDK is not installed. ``tracer_provider`` defaults to the global one, read
     at each span (so it may be configured later). Calling it again adds another app (or sets
-    another provider); the runtime's events are process-wide, so one listener serves them all.
+    another provider); the runtime's events are process-wide, so one listener serves them all,
+    and digest trace ids use the first app's key prefix.
     """
     global _active
     if not AVAILABLE:
         logger.info("tracing not enabled: install dramatiq-encore[otel] (opentelemetry-api and -sdk)")
         return False
     if _active is None:
-        _active = Tracing(tracer_provider)
+        _active = Tracing(app.settings.key_prefix, tracer_provider)
         events.subscribe(StepResolved, _active.on_step)
         events.subscribe(WorkflowFinished, _active.on_finished)
     elif tracer_provider is not None:
         _active.provider = tracer_provider
     _active.apps.add(app)
     if app.broker not in _middleware:
-        _middleware[app.broker] = TracingMiddleware(app)
+        _middleware[app.broker] = TracingMiddleware()
         app.broker.add_middleware(_middleware[app.broker])
+    _middleware[app.broker].apps.add(app)
     return True
 
 
