@@ -182,6 +182,8 @@ def test_unknown_workflow_is_a_404(client: TestClient) -> None:
     response = client.get("/api/workflows/no-such-workflow")
     assert response.status_code == 404 and "no-such-workflow" in response.json()["error"]
     assert client.get("/workflows/no-such-workflow").status_code == 404
+    nested = client.get("/api/workflows/no-such-workflow/1")  # no route: still a JSON error
+    assert nested.status_code == 404 and nested.json()["error"]
     cancel = client.post("/api/workflows/no-such-workflow/cancel", headers={"Authorization": f"Bearer {TOKEN}"})
     assert cancel.status_code == 404
 

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .api import Api
+from .api import Api, error
 from .auth import Auth
 from .pages import Site
 from .render import STATIC, Pages
@@ -63,6 +66,17 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _http_error(site: Site) -> Any:
+    async def handle(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        message = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        if request.url.path.startswith("/api/"):
+            return error(status, message)
+        return site.message(request, status, message)
+
+    return handle
+
+
 def create_app(app: Encore, token: str | None = None) -> Starlette:
     """The dashboard's ASGI app; ``token`` defaults to ``app.settings.dashboard_token``."""
     auth = Auth(token if token is not None else app.settings.dashboard_token)
@@ -81,7 +95,7 @@ def create_app(app: Encore, token: str | None = None) -> Starlette:
         Route("/api/workflows/{workflow_id}/retry", api.retry, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    web = Starlette(routes=routes)
+    web = Starlette(routes=routes, exception_handlers={HTTPException: _http_error(site)})
     web.add_middleware(SecurityHeaders)
     return web
 

@@ -79,12 +79,18 @@
     }, PERIOD_MS);
   }
 
+  // A reload would lose what the user is typing (the cancel reason): wait until the field is empty.
+  function typing() {
+    const fields = Array.from(document.querySelectorAll("input[type=text], input[type=password]"));
+    return fields.some(function (f) { return f === document.activeElement || f.value !== ""; });
+  }
+
   function refreshWorkflow(root) {
     const url = root.dataset.describe;
     let last = null;
     let ticks = 0;
     setInterval(async function () {
-      if (!autorefreshOn() || document.hidden) return;
+      if (!autorefreshOn() || document.hidden || typing()) return;
       ticks += 1;
       try {
         const response = await fetch(url, { headers: { Accept: "application/json" } });
