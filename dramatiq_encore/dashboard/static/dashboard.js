@@ -71,8 +71,16 @@
         if (!response.ok) return;
         const page = await response.json();
         const body = table.tBodies[0];
-        if (page.items.length === 0) return;
-        body.replaceChildren(...page.items.map(row));
+        if (page.items.length > 0) {
+          body.replaceChildren(...page.items.map(row));
+        } else {
+          const empty = document.createElement("tr");
+          empty.className = "empty";
+          const td = cell("No workflows.");
+          td.colSpan = 6;
+          empty.appendChild(td);
+          body.replaceChildren(empty);
+        }
         const asOf = document.getElementById("as-of");
         if (asOf) asOf.textContent = "as of " + when(new Date().toISOString());
       } catch (err) { /* the next tick tries again */ }
