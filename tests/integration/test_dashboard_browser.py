@@ -120,13 +120,11 @@ def declare(app: Encore) -> dict[str, Any]:
     return {"order": process_order, "hold": hold_reservation, "refund": refund_order}
 
 
-def test_dashboard_in_a_browser(real_harness: Harness, dashboard: str) -> None:
-    require_browser()
-    from playwright.sync_api import expect, sync_playwright
-
-    app = real_harness.app
+def seed(harness: Harness) -> None:
+    """Two orders that succeeded, a refund that failed, a reservation asleep for an hour."""
+    app = harness.app
     tasks = declare(app)
-    real_harness.start()
+    harness.start()
     for n, amount in ((1001, 42.5), (1002, 18.0)):
         order_id = f"order-{n}"
         tasks["order"].send_with_options(args=(order_id, ["apple", "pear"], amount), workflow_id=order_id)
@@ -136,6 +134,14 @@ def test_dashboard_in_a_browser(real_harness: Harness, dashboard: str) -> None:
     for order_id in ("order-1001", "order-1002"):
         app.get_invocation(order_id).wait(timeout=WAIT)
     assert wait_until(lambda: app.get_invocation("hold-H-7").status == "suspended", WAIT)
+
+
+def test_dashboard_in_a_browser(real_harness: Harness, dashboard: str) -> None:
+    require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    app = real_harness.app
+    seed(real_harness)
     IMAGES.mkdir(parents=True, exist_ok=True)
 
     with sync_playwright() as p:
@@ -149,6 +155,9 @@ def test_dashboard_in_a_browser(real_harness: Harness, dashboard: str) -> None:
             rows = page.locator("#workflows tbody tr")
             expect(rows).to_have_count(4)
             page.screenshot(path=str(IMAGES / "dashboard-list.png"), full_page=True)
+            as_of = page.locator("#as-of").inner_text()
+            expect(page.locator("#as-of")).not_to_have_text(as_of, timeout=10_000)  # refreshed by the script
+            expect(rows).to_have_count(4)
 
             page.get_by_role("link", name="order-1001", exact=True).click()
             page.wait_for_url(f"{dashboard}/workflows/order-1001")
