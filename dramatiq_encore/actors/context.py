@@ -17,9 +17,10 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from ..errors import EncoreError
+from ..observe.logs import WorkflowLogger
 from ..state.models import ValueEntry
 from .codec import to_json_value
-from .pass_state import DEFAULT_MAX_PAYLOAD, ContinueAsNew, Suspend
+from .pass_state import CANCEL_STREAM, DEFAULT_MAX_PAYLOAD, ContinueAsNew, Suspend
 from .steps import StepHandle, StepOperations, StepTarget
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ __all__ = ["StepHandle", "StepTarget", "Suspend", "WorkflowContext", "current_co
 
 T = TypeVar("T")
 PATCH_STREAM = "patch"
+#: Streams a replay does not read in order (by name, or once at the start of a pass).
+_UNORDERED = (PATCH_STREAM, CANCEL_STREAM)
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("dramatiq_encore_workflow", default=None)
 
@@ -81,6 +84,39 @@ class WorkflowContext(StepOperations):
         self._last_now: dt.datetime | None = None
         self._patches: set[str] = set()
         self.deterministic = _Deterministic(self)
+        self._logger: WorkflowLogger | None = None
+        self._history_end: int | None = None
+
+    # -- logging --------------------------------------------------------------------------
+    @property
+    def logger(self) -> WorkflowLogger:
+        """A logger (``dramatiq_encore.workflow.<task>``) that is silent while the pass replays
+        what earlier passes recorded: each line is logged once per real execution, not once
+        per pass. Its records carry ``workflow_id`` and ``invocation_id``.
+
+        >>> wf.logger.info("charged %s", payment.result["id"])
+        """
+        if self._logger is None:
+            self._logger = WorkflowLogger(self, self.snapshot.meta.record.task)
+        return self._logger
+
+    @property
+    def replaying(self) -> bool:
+        """True while the pass is inside its recorded history: an earlier pass recorded a later
+        step, or values this pass has not drawn again yet. Once the pass records something
+        new, it is past its history."""
+        if self.entries:
+            return False
+        if self._history_end is None:
+            self._history_end = max(self.snapshot.steps, default=self._first_step)
+        if self._step < self._history_end:
+            return True
+        counters = self._counters
+        return any(
+            counters.get(kind, 0) < len(recorded)
+            for kind, recorded in self.snapshot.values.items()
+            if kind not in _UNORDERED
+        )
 
     # -- deterministic values -----------------------------------------------------------
     def random(self) -> float:

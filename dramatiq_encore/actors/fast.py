@@ -33,16 +33,17 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware.shutdown import Shutdown
 from dramatiq.threading import Interrupt
 
+from ..observe import emit, logs
 from ..state.backend import Commit, CommitResult, Delivery, FirstPass, Then, deliver_then_commit, empty_state
 from ..state.models import InvocationMeta, InvocationRecord
 from . import passes
 from .mailbox import Letter
 from .messages import NUDGES, RESENT, ResultEnvelope
 from .pass_state import Needs
-from .replay import PassOutcome, Snapshot, error_info
+from .replay import Pass, PassOutcome, Snapshot, error_info
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .runtime import First, Runtime
     from .task import Task
 
 logger = logging.getLogger(__name__)
@@ -141,34 +142,45 @@ class FastPaths:
         self, task: Task[Any, Any], message: MessageProxy, letter: Letter, record: InvocationRecord
     ) -> bool:
         runtime, max_payload = self.runtime, self.app.settings.max_payload
-        snapshot = Snapshot(InvocationMeta(record=record, status="running"))
-        step = passes.begin(task, snapshot, letter.trigger.key, max_payload, speculative=True)
-        if isinstance(step, PassOutcome):
-            return False  # its arguments do not decode: the normal path fails it
-        recording = self.window.watch(Recording(runtime, letter))
+        # What the pass logs is held until its speculation holds (dropped if it is abandoned).
+        with logs.speculating() as speculation:
+            timer = passes.PassTimer()
+            snapshot = Snapshot(InvocationMeta(record=record, status="running"))
+            step = passes.begin(task, snapshot, letter.trigger.key, max_payload, speculative=True, timer=timer)
+            if isinstance(step, PassOutcome):
+                return False  # its arguments do not decode: the normal path fails it
+            result, made = self._speculate(step, letter)
+            if isinstance(result, Needs):  # its first wf operation: the lease, on the empty state
+                try:
+                    delivery = made or self.state.deliver(letter.invocation_id, letter.trigger, record, load_from=0)
+                except BaseException:  # the store failed (or a time limit hit): nothing of the pass counts
+                    step.abandon()
+                    raise
+                if not _decided(speculation, empty_state(delivery)):
+                    step.abandon()  # not the state it assumed (a duplicate): the normal path
+                first: First | None = (snapshot, step, timer) if step.parked else None
+                runtime.delivered(task, letter, delivery, 0, message, first=first)
+                return True
+            outcome = passes.complete(task, step, result, _nothing, max_payload)
+            if made is not None:  # a long pass: its record exists; commit through the normal path
+                first = (snapshot, outcome, timer) if _decided(speculation, empty_state(made)) else None
+                runtime.delivered(task, letter, made, 0, message, first=first)
+                return True
+            return self._finished_first(task, message, letter, record, (snapshot, outcome, timer), speculation)
+
+    def _speculate(self, step: Pass, letter: Letter) -> tuple[PassOutcome | Needs, Delivery | None]:
+        """Start the pass (a leaf's whole body, or up to its first wf operation), with the
+        window watching it: the pass's result, and the delivery the window made, if any."""
+        recording = self.window.watch(Recording(self.runtime, letter))
         try:
-            result = step.start()  # a leaf's whole body, or up to its first wf operation
+            result = step.start()
         except Interrupt as exc:  # dramatiq's time limit (a shutdown propagates)
             if isinstance(exc, Shutdown):
                 raise
             result = PassOutcome("failed", error=error_info(exc), exception=exc, retryable=True)
         finally:
             made = recording.close()
-        if isinstance(result, Needs):  # its first wf operation: the lease, on the empty state
-            try:
-                delivery = made or self.state.deliver(letter.invocation_id, letter.trigger, record, load_from=0)
-            except BaseException:  # the store failed (or a time limit hit): nothing of the pass counts
-                step.abandon()
-                raise
-            if not empty_state(delivery):
-                step.abandon()  # not the state it assumed (a duplicate): the normal path
-            runtime.delivered(task, letter, delivery, 0, message, first=(snapshot, step) if step.parked else None)
-            return True
-        outcome = passes.complete(task, step, result, _nothing, max_payload)
-        if made is not None:  # a long pass: its record exists; commit through the normal path
-            runtime.delivered(task, letter, made, 0, message, first=(snapshot, outcome) if empty_state(made) else None)
-            return True
-        return self._finished_first(task, message, letter, record, snapshot, outcome)
+        return result, made
 
     def _finished_first(
         self,
@@ -176,18 +188,19 @@ class FastPaths:
         message: MessageProxy,
         letter: Letter,
         record: InvocationRecord,
-        snapshot: Snapshot,
-        outcome: PassOutcome,
+        first: tuple[Snapshot, PassOutcome, passes.PassTimer],
+        speculation: logs.Speculation,
     ) -> bool:
         """A leaf that ended: record and commit it in one round trip, then send its result or
         resume its parent here."""
         runtime = self.runtime
+        snapshot, outcome, timer = first
         if outcome.retryable and passes.will_retry(self.app.broker, task, message, outcome.exception):
             # A failed attempt that dramatiq retries: record the invocation, then let the normal
             # path release the lease and raise (the body does not run twice for one attempt).
             delivery = self.state.deliver(letter.invocation_id, letter.trigger, record, load_from=0)
-            first = (snapshot, outcome) if empty_state(delivery) else None
-            runtime.delivered(task, letter, delivery, 0, message, first=first)
+            held = _decided(speculation, empty_state(delivery))
+            runtime.delivered(task, letter, delivery, 0, message, first=first if held else None)
             return True
         parent_task = self._local_parent(task, record)
         parent = self._parent_letter(record) if parent_task is not None else None
@@ -197,12 +210,15 @@ class FastPaths:
             else Then(parent.invocation_id, parent.trigger, *runtime.cache.position(parent.invocation_id))
         )
         delivery, committed, parent_delivery = self._finish(letter, record, passes.commit_of(snapshot, outcome), then)
-        if committed is None:  # not the empty state it assumed (a duplicate): the normal path
+        if not _decided(speculation, committed is not None):  # not the empty state it assumed: the normal path
             runtime.delivered(task, letter, delivery, 0, message)
             return True
+        emit.started(record)  # the commit applied to the empty state: this delivery created it
+        emit.pass_ended(snapshot, outcome.status, timer)
         runtime.publish(snapshot, outcome, result=parent_task is None)
         if parent_task is not None and parent is not None and then is not None:
-            self._resume_here(parent_task, record, parent, parent_delivery, then.load_from)
+            child = (record, outcome.status == "succeeded")
+            self._resume_here(parent_task, child, parent, parent_delivery, then.load_from)
         return True
 
     def _parent_letter(self, record: InvocationRecord) -> Letter:
@@ -229,7 +245,7 @@ class FastPaths:
     def _resume_here(
         self,
         parent_task: Task[Any, Any],
-        record: InvocationRecord,
+        child: tuple[InvocationRecord, bool],
         letter: Letter,
         delivery: Delivery | None,
         cached: int,
@@ -237,14 +253,26 @@ class FastPaths:
         """Hand a finished leaf's result to its parent in this thread, with the delivery made in
         the leaf's own round trip: the message it would have sent is handled here instead. When
         anything stops the parent's pass here (a retry, an error), the result goes as a message
-        after all, under the parent's own policies."""
+        after all, under the parent's own policies. ``child``: the leaf's record, and whether
+        it succeeded."""
+        record = child[0]
         message = self.runtime.outbox.result_message(record)
         proxy = MessageProxy(message)
+        logs.identify(letter.invocation_id)  # the parent's message, handled here
         try:
             if delivery is None:
                 self.runtime.deliver(parent_task, letter, proxy)
             else:
-                self.runtime.delivered(parent_task, letter, delivery, cached, proxy)
+                self.runtime.delivered(parent_task, letter, delivery, cached, proxy, child=child)
         except Exception:
             logger.debug("parent of %s not resumed in place; sending its result", record.invocation_id, exc_info=True)
             self.app.broker.enqueue(message)
+
+
+def _decided(speculation: logs.Speculation, holds: bool) -> bool:
+    """A speculative pass counts (``holds``: its records go out now) or not (they are dropped)."""
+    if holds:
+        speculation.release()
+    else:
+        speculation.discard()
+    return holds

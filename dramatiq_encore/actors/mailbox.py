@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from dramatiq.broker import MessageProxy
 
 from ..errors import EncoreError, MisuseError, WorkflowIdConflict
+from ..observe import logs
 from ..state.backend import DUE_SLACK_S, Delivery, Trigger
 from ..state.models import FINISHED, InvocationRecord
 from .codec import check_size
@@ -98,6 +99,8 @@ class Mailbox:
         limit = self.app.settings.max_payload
         try:
             envelope = read_envelope(message.options, message.message_id, task.name)
+            known = envelope.identity.workflow_id if isinstance(envelope, StartEnvelope) else None
+            logs.identify(envelope.invocation_id, known)
             if isinstance(envelope, StartEnvelope) and envelope.parent is None:
                 # A child's arguments were checked by its parent's pass; a producer's are not.
                 self._refuse_pipelines(task, message)
@@ -174,6 +177,8 @@ class Mailbox:
         task (forwarded to its actor) or does not exist yet (re-sent later, a while: its start
         may still be on the way; then delivered, and the store marks a signal's target lost)."""
         meta = self.state.get_meta(envelope.invocation_id)
+        if meta is not None:
+            logs.identify(envelope.invocation_id, meta.record.identity.workflow_id)
         if meta is None:
             if int(message.options.get(NUDGES, 0)) < UNKNOWN_NUDGES:
                 self.nudge(message, transient=True)

@@ -6,11 +6,13 @@ the caller between its steps), dramatiq's time limit, the result encoded and hel
 payload limit, the next run's record when the workflow continued as new.
 :func:`commit_of` turns the pass's outcome into the one atomic write the state store applies,
 and :func:`will_retry` asks dramatiq's retry rule whether a failed pass is tried again.
+A :class:`PassTimer` times a pass for :class:`~dramatiq_encore.observe.hooks.PassEnded`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,7 @@ from ..errors import PayloadTooLarge
 from ..state.backend import Commit
 from ..state.models import Outcome, StepEntry, TimerEntry, WaitEntry, step_record
 from .codec import ArgumentError, InvalidJSON, ResultError, check_size
-from .pass_state import Needs
+from .pass_state import JournalOut, Needs
 from .records import next_run
 from .replay import Pass, PassOutcome, Snapshot, error_info
 
@@ -40,19 +42,66 @@ def _utc_now() -> dt.datetime:
 Answer = Callable[[Needs], Any]
 
 
+class PassTimer:
+    """When a pass began, and when it first recorded something (a value, a step) that its
+    snapshot did not hold: its replay ended there. A pass over no history replays nothing; one
+    that records nothing new (it resumes to wait again, or returns) counts as replay whole."""
+
+    __slots__ = ("new_ground", "started")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.new_ground: float | None = None
+
+    def times(self) -> tuple[float, float]:
+        """Seconds of the pass so far, and of its replay."""
+        now = time.perf_counter()
+        return now - self.started, (self.new_ground if self.new_ground is not None else now) - self.started
+
+
+class _Entries(list[JournalOut]):
+    """A pass's new journal entries, noting when the first one is appended."""
+
+    __slots__ = ("_timer",)
+
+    def __init__(self, timer: PassTimer) -> None:
+        super().__init__()
+        self._timer = timer
+
+    def append(self, entry: JournalOut) -> None:
+        if self._timer.new_ground is None:
+            self._timer.new_ground = time.perf_counter()
+        super().append(entry)
+
+
 def begin(
-    task: Task[Any, Any], snapshot: Snapshot, origin: str, max_payload: int, *, speculative: bool = False
+    task: Task[Any, Any],
+    snapshot: Snapshot,
+    origin: str,
+    max_payload: int,
+    *,
+    speculative: bool = False,
+    timer: PassTimer | None = None,
 ) -> Pass | PassOutcome:
-    """A pass of ``task`` over ``snapshot``, not started yet; or the outcome of a task whose
-    recorded arguments no longer fit its signature (it fails at once)."""
+    """A pass of ``task`` over ``snapshot``, not started yet (``timer`` starts now); or the
+    outcome of a task whose recorded arguments no longer fit its signature (it fails at once)."""
+    if timer is not None:
+        timer.started = time.perf_counter()
+        if not snapshot.steps and not snapshot.values:
+            timer.new_ground = timer.started  # no history: nothing to replay
     record = snapshot.meta.record
     try:
         args, kwargs = task.codec.load_args(record.args, record.kwargs)
     except ArgumentError as exc:
         return PassOutcome("failed", error=error_info(exc), exception=exc)
-    return Pass(
+    step = Pass(
         snapshot, task.fn, args, kwargs, clock=_utc_now, origin=origin, max_payload=max_payload, speculative=speculative
     )
+    if timer is not None:
+        # The engine appends every entry a pass records to this list (PassState._append):
+        # the first append is where the pass leaves its recorded history.
+        step._ctx.entries = _Entries(timer)
+    return step
 
 
 def complete(
@@ -74,9 +123,16 @@ def complete(
     return _encoded(task, step.snapshot, result, max_payload)
 
 
-def run(task: Task[Any, Any], snapshot: Snapshot, origin: str, max_payload: int, answer: Answer) -> PassOutcome:
+def run(
+    task: Task[Any, Any],
+    snapshot: Snapshot,
+    origin: str,
+    max_payload: int,
+    answer: Answer,
+    timer: PassTimer | None = None,
+) -> PassOutcome:
     """One pass that holds the lease: :func:`begin`, start, :func:`complete`."""
-    step = begin(task, snapshot, origin, max_payload)
+    step = begin(task, snapshot, origin, max_payload, timer=timer)
     if isinstance(step, PassOutcome):
         return step
     try:

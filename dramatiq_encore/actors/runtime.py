@@ -16,10 +16,13 @@ The fast paths (:mod:`.fast`, ``ENCORE_FAST_PATH``) take a message before it rea
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from dramatiq.broker import MessageProxy
 
+from ..broker_config.middleware import attach
+from ..observe import emit, logs
 from ..state.backend import CommitResult, Delivery
 from ..state.models import InvocationRecord, Outcome
 from . import passes
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: A pass a fast path ran on the empty state a delivery found (see :meth:`Runtime.drive`).
+First = tuple[Snapshot, PassOutcome | Pass, passes.PassTimer]
+
 
 class Runtime:
     """Processes every message of every task bound to one :class:`Encore` app."""
@@ -54,11 +60,13 @@ class Runtime:
             from .fast import FastPaths
 
             self.fast = FastPaths(self)
+        attach(app)  # the broker's middleware serves the app's metrics in worker processes
 
     # -- entry point ----------------------------------------------------------------------
     def handle(
         self, task: Task[Any, Any], message: MessageProxy, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
+        scope = logs.enter()  # the library's log records name the invocation from here on
         try:
             self.handle_once(task, message, args, kwargs)
         except self.state.transient_errors as exc:
@@ -77,6 +85,7 @@ class Runtime:
             # re-sent copy (above) still carries them when the record could not be written.
             for name in CALLBACKS:
                 message.options.pop(name, None)
+            logs.leave(scope)
 
     def handle_once(
         self, task: Task[Any, Any], message: MessageProxy, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -101,13 +110,32 @@ class Runtime:
         delivery: Delivery,
         cached: int,
         message: MessageProxy,
-        first: tuple[Snapshot, PassOutcome | Pass] | None = None,
+        first: First | None = None,
+        child: tuple[InvocationRecord, bool] | None = None,
     ) -> None:
-        """Drive the invocation when the delivery granted the lease, else settle the message."""
+        """Drive the invocation when the delivery granted the lease, else settle the message.
+        ``child``: the record and outcome of the child whose result was delivered, if known."""
+        resolved = self._recorded(letter, delivery, child)
         if delivery.token is None:
             self.mailbox.settle(task, letter.invocation_id, delivery, letter.trigger, message)
             return
-        self.drive(task, letter.invocation_id, delivery, cached, letter.trigger.key, message, first)
+        self.drive(task, letter.invocation_id, delivery, cached, letter.trigger.key, message, first, resolved)
+
+    def _recorded(
+        self, letter: Letter, delivery: Delivery, child: tuple[InvocationRecord, bool] | None
+    ) -> tuple[int, float] | None:
+        """Tell observers what the delivery recorded: an invocation created, a step resolved.
+        Returns a resolved step and when, to describe from the snapshot the lease brings."""
+        if delivery.verdict != "ok" or delivery.duplicate:
+            return None
+        trigger = letter.trigger
+        if trigger.kind == "start" and letter.record is not None:
+            emit.started(letter.record)
+        elif trigger.kind in ("result", "timer") and trigger.step is not None:
+            if delivery.token is not None:
+                return trigger.step, time.time()
+            emit.resolved_unheld(self.state, letter.invocation_id, trigger, time.time(), child)
+        return None
 
     # -- driving a held invocation ----------------------------------------------------------
     def drive(
@@ -118,26 +146,32 @@ class Runtime:
         cached: int,
         origin: str,
         message: MessageProxy,
-        first: tuple[Snapshot, PassOutcome | Pass] | None = None,
+        first: First | None = None,
+        resolved: tuple[int, float] | None = None,
     ) -> None:
         """Run passes while holding the lease until one suspends or finishes.
 
         ``first`` is a pass a fast path ran on the empty state this delivery found: its
-        snapshot and its outcome, or the pass itself, parked where it asked for the lease.
+        snapshot and its outcome, or the pass itself, parked where it asked for the lease (and
+        its timer). ``resolved``: the step the delivery resolved, and when.
         """
         token = delivery.token
         assert token is not None
         with self.leases.holding(invocation_id, token):
             preloaded: Delivery | None = delivery
-            max_payload = self.app.settings.max_payload
             while True:
                 if first is not None:
-                    (snapshot, started), first = first, None
+                    (snapshot, started, timer), first = first, None
                     outcome = self._first(task, snapshot, started)
                 else:
                     snapshot = self.cache.take(self.state, invocation_id, preloaded, cached)
-                    outcome = passes.run(task, snapshot, origin, max_payload, self.answer(snapshot))
+                    timer = self._identified(snapshot, resolved)
+                    resolved = None
+                    outcome = passes.run(
+                        task, snapshot, origin, self.app.settings.max_payload, self.answer(snapshot), timer
+                    )
                 preloaded = None
+                emit.pass_ended(snapshot, outcome.status, timer)
                 if outcome.retryable and passes.will_retry(self.app.broker, task, message, outcome.exception):
                     self.state.release(invocation_id, token)
                     assert outcome.exception is not None
@@ -155,6 +189,16 @@ class Runtime:
                     return
                 if not self._committed(invocation_id, token, snapshot, outcome, committed, seen):
                     return
+
+    @staticmethod
+    def _identified(snapshot: Snapshot, resolved: tuple[int, float] | None) -> passes.PassTimer:
+        """The snapshot a pass is about to run over is at hand: name its invocation in the
+        logs, describe the step the delivery resolved; the pass's timer starts."""
+        record = snapshot.meta.record
+        logs.identify(record.invocation_id, record.identity.workflow_id)
+        if resolved is not None:
+            emit.resolved(snapshot, *resolved)
+        return passes.PassTimer()
 
     def answer(self, snapshot: Snapshot) -> passes.Answer:
         """Answers to what a pass over ``snapshot`` that this drive runs may ask for: the lease
@@ -199,6 +243,7 @@ class Runtime:
         True when the pass must run again (the commit kept the lease)."""
         if not committed.rerun:
             self.leases.drop(invocation_id, token)  # the commit released it
+        emit.claimed(snapshot, outcome)
         self.publish(snapshot, outcome)
         if outcome.finished:
             return False
@@ -224,6 +269,7 @@ class Runtime:
             self._finished(record, outcome.status, passes.outcome_of(snapshot, outcome))
 
     def _finished(self, record: InvocationRecord, status: str, outcome: Outcome) -> None:
+        emit.finished(record, status)
         logger.debug(
             "invocation %s of %s (workflow %s) %s",
             record.invocation_id,

@@ -30,11 +30,20 @@ class PassEnded:
     seconds: float
     #: True for the root invocation of its workflow tree.
     root: bool
+    #: The invocation's task (``workflow_type`` is its workflow's: the root's task, for a child
+    #: in its parent's workflow).
+    task: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StepResolved:
-    """Step ``n`` of ``invocation_id`` was resolved by this process (recorded exactly once)."""
+    """Step ``n`` of ``invocation_id`` was resolved by this process (recorded exactly once).
+
+    Emitted by the process whose delivery recorded the resolution (a child's result, a due
+    timer) or whose commit did (a signal a wait step consumed). ``task`` is the child's task,
+    ``"timer"`` or ``"signal:<name>"``; ``started_at`` the step's recorded time (``t`` of its
+    journal entry; for a result recorded while the parent was not at hand, the child's creation).
+    """
 
     invocation_id: str
     workflow_id: str
@@ -55,6 +64,7 @@ class WorkflowStarted:
     workflow_id: str
     workflow_type: str
     root: bool
+    task: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,23 +76,37 @@ class WorkflowFinished:
     workflow_type: str
     status: str
     root: bool
+    task: str = ""
+    #: Epoch seconds: when the invocation was created (its start message's timestamp).
+    created_at: float | None = None
 
 
 Listener = Callable[[Any], None]
 
 
 class Events:
-    """A tiny synchronous event bus: ``subscribe(kind, fn)``, ``emit(event)``."""
+    """A tiny synchronous event bus: ``subscribe(kind, fn)``, ``emit(event)``.
+
+    Listener lists are replaced, never changed in place, so a thread may subscribe while
+    another emits. With no listener, ``emit`` is one dict lookup; the runtime asks
+    :meth:`wants` first where building the event itself costs something.
+    """
 
     def __init__(self) -> None:
         self._listeners: dict[type, list[Listener]] = {}
 
     def subscribe(self, kind: type, listener: Listener) -> None:
-        self._listeners.setdefault(kind, []).append(listener)
+        self._listeners[kind] = [*self._listeners.get(kind, ()), listener]
 
     def unsubscribe(self, kind: type, listener: Listener) -> None:
-        if listener in self._listeners.get(kind, []):
-            self._listeners[kind].remove(listener)
+        listeners = list(self._listeners.get(kind, ()))
+        if listener in listeners:
+            listeners.remove(listener)
+            self._listeners[kind] = listeners
+
+    def wants(self, kind: type) -> bool:
+        """True when something listens to ``kind``."""
+        return bool(self._listeners.get(kind))
 
     def emit(self, event: Any) -> None:
         for listener in self._listeners.get(type(event), ()):
