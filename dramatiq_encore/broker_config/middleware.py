@@ -1,15 +1,22 @@
-"""The middleware every broker running encore tasks gets: it hands the actor its message."""
+"""The middleware every broker running encore tasks gets: it hands the actor its message, and
+serves the app's metrics in the processes that run a worker (``ENCORE_METRICS_PORT``)."""
 
 from __future__ import annotations
 
+import logging
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from .encoder import install_encoder
+
+if TYPE_CHECKING:
+    from ..app import Encore
+
+logger = logging.getLogger(__name__)
 
 _message: ContextVar[MessageProxy | None] = ContextVar("encore_current_message", default=None)
 
@@ -19,7 +26,37 @@ class EncoreMiddleware(Middleware):
 
     State is never written from here: dramatiq's ``emit_after`` swallows exceptions, so all
     writes happen inside the actor, before the message is acked.
+
+    A worker's boot starts the Prometheus server of the apps on this broker that set
+    ``metrics_port`` (:mod:`dramatiq_encore.observe.metrics`), in the worker's process: a
+    ``dramatiq`` CLI worker process, an embedded or an in-process worker. Importing the
+    app's module (``encore list``, a producer) binds no port.
     """
+
+    def __init__(self) -> None:
+        #: The apps whose tasks this broker runs (see :func:`attach`).
+        self.apps: list[Encore] = []
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        for app in self._metered():
+            try:
+                from ..observe import metrics  # imports prometheus_client: only now, never at import
+
+                metrics.serve(app, app.settings.metrics_port or 0)
+            except Exception:
+                logger.exception("could not serve Prometheus metrics; the worker runs without them")
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        for app in self._metered():
+            try:
+                from ..observe import metrics
+
+                metrics.release(app)
+            except Exception:
+                logger.exception("could not stop serving Prometheus metrics")
+
+    def _metered(self) -> list[Encore]:
+        return [app for app in self.apps if app.settings.metrics_port is not None]
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         _message.set(message)
@@ -40,6 +77,13 @@ class EncoreMiddleware(Middleware):
 
 def current_message() -> MessageProxy | None:
     return _message.get()
+
+
+def attach(app: Encore) -> None:
+    """Let the broker's encore middleware know ``app`` (its runtime calls this once)."""
+    for middleware in app.broker.middleware:
+        if isinstance(middleware, EncoreMiddleware) and app not in middleware.apps:
+            middleware.apps.append(app)
 
 
 def install(broker: dramatiq.Broker) -> None:
