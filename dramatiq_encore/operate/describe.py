@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..state.backend import StateBackend
-from ..state.models import ACTIVE, AnyStep, ResolvedEntry, StepEntry, TimerEntry
+from ..state.models import ACTIVE, AnyStep, ResolvedEntry, StepEntry, TimerEntry, ValueEntry
 from ..state.operations import IndexRow
 from ..views import (
     History,
@@ -82,7 +82,7 @@ def _invocation(tree: dict[str, Folded], invocation_id: str) -> InvocationView:
         kwargs=record.kwargs,
         result=outcome.value if outcome is not None and outcome.ok else None,
         error=None if outcome is None else outcome.error,
-        values=[RecordedValue(kind=v.k, name=v.name, value=v.v) for v in folded.values],
+        values=[RecordedValue(kind=v.k, name=v.name, value=_value(v)) for v in folded.values],
         signals=[
             SignalView(signal_id=s.id, name=s.name, payload=s.payload, consumed=s.id in consumed)
             for s in folded.signals
@@ -92,9 +92,18 @@ def _invocation(tree: dict[str, Folded], invocation_id: str) -> InvocationView:
     )
 
 
+def _value(entry: ValueEntry) -> Any:
+    if entry.k == "set_data" and isinstance(entry.v, str):
+        return json.loads(entry.v)  # recorded as the JSON text it wrote
+    return entry.v
+
+
 def _step(tree: dict[str, Folded], parent: Folded, step: AnyStep) -> StepView:
     resolved = parent.results.get(step.n)
-    view = StepView(n=step.n, kind="task", task="", status="", started_at=_time(step.t))
+    # Numbered as the code counts them: the first step of this run is 1 (a continued or
+    # retried run records its steps after those of the runs before).
+    n = step.n - parent.stored.meta.record.first_step
+    view = StepView(n=n, kind="task", task="", status="", started_at=_time(step.t))
     if resolved is not None:
         view.finished_at = _time(resolved.t)
         if step.t is not None and resolved.t is not None:

@@ -127,24 +127,29 @@ def retry(state: StateBackend, broker: dramatiq.Broker, workflow_id: str) -> int
     if why is not None:
         raise NotRetryable(f"workflow {workflow_id!r} cannot be retried: {why}")
     broker.enqueue(start_message(new))
-    return at if at is not None else last + 1
+    return (at if at is not None else last + 1) - record.first_step  # as the code counts steps
 
 
 def fork(state: StateBackend, broker: dramatiq.Broker, workflow_id: str, from_step: int, new_id: str | None) -> str:
-    """A new root workflow that keeps steps before ``from_step`` of ``workflow_id``; its id."""
+    """A new root workflow that keeps steps before ``from_step`` of ``workflow_id``; its id.
+
+    Steps are counted as the code counts them (and ``describe`` shows them): the first step of
+    the workflow's current run is 1.
+    """
     new_id = check_workflow_id(new_id or f"{workflow_id}-fork-{uuid.uuid4().hex[:8]}")
     folded = read_tree(state, workflow_id)[workflow_id]
     record = folded.stored.meta.record
     if record.parent is not None:
         raise NotRetryable(f"{workflow_id!r} is not a root workflow; fork its root")
-    last = max([record.first_step, *folded.steps])
-    if not record.first_step < from_step <= last + 1:
+    count = max([record.first_step, *folded.steps]) - record.first_step
+    if not 0 < from_step <= count + 1:
         raise NotRetryable(
-            f"workflow {workflow_id!r} recorded steps {record.first_step + 1}..{last}: --from-step must be one of "
-            f"them, or {last + 1} to keep them all"
+            f"workflow {workflow_id!r} recorded steps 1..{count}: --from-step must be one of them, or {count + 1} "
+            "to keep them all"
         )
-    kept = cut(folded, from_step if from_step <= last else None, keep_signals_after=False)
-    unresolved = sorted(n for n in folded.steps if n < from_step and n not in folded.results)
+    at = record.first_step + from_step  # the step number the store recorded
+    kept = cut(folded, at if from_step <= count else None, keep_signals_after=False)
+    unresolved = sorted(n - record.first_step for n in folded.steps if n < at and n not in folded.results)
     if unresolved:
         raise NotRetryable(
             f"step {unresolved[0]} of {workflow_id!r} had not finished; fork from step {unresolved[0]} or earlier"
