@@ -2,8 +2,8 @@
 snapshots and commits, at the points of :mod:`dramatiq_encore.actors.runtime` and
 :mod:`~dramatiq_encore.actors.fast` that recorded what they describe.
 
-Each function builds its event only when something listens (:meth:`.hooks.Events.wants`):
-with no listener, an emission point costs a dict lookup. None of them raises into the
+Each function builds its event only when something listens (``kind in events.heard``): with
+no listener, an emission point costs a call and a set lookup. None of them raises into the
 engine: a failure to observe is logged at debug level and forgotten.
 """
 
@@ -41,59 +41,71 @@ def _quiet(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@_quiet
 def started(record: InvocationRecord) -> None:
     """A delivery created the invocation of ``record``."""
-    if events.wants(WorkflowStarted):
-        identity = record.identity
-        events.emit(
-            WorkflowStarted(
-                invocation_id=record.invocation_id,
-                workflow_id=identity.workflow_id,
-                workflow_type=identity.workflow_type,
-                root=record.parent is None,
-                task=record.task,
-            )
-        )
+    if WorkflowStarted in events.heard:
+        _started(record)
 
 
 @_quiet
+def _started(record: InvocationRecord) -> None:
+    identity = record.identity
+    events.emit(
+        WorkflowStarted(
+            invocation_id=record.invocation_id,
+            workflow_id=identity.workflow_id,
+            workflow_type=identity.workflow_type,
+            root=record.parent is None,
+            task=record.task,
+        )
+    )
+
+
 def finished(record: InvocationRecord, status: str) -> None:
     """A commit finished the invocation of ``record`` with ``status``."""
-    if events.wants(WorkflowFinished):
-        identity = record.identity
-        events.emit(
-            WorkflowFinished(
-                invocation_id=record.invocation_id,
-                workflow_id=identity.workflow_id,
-                workflow_type=identity.workflow_type,
-                status=status,
-                root=record.parent is None,
-                task=record.task,
-                created_at=record.created_at or None,
-            )
-        )
+    if WorkflowFinished in events.heard:
+        _finished(record, status)
 
 
 @_quiet
+def _finished(record: InvocationRecord, status: str) -> None:
+    identity = record.identity
+    events.emit(
+        WorkflowFinished(
+            invocation_id=record.invocation_id,
+            workflow_id=identity.workflow_id,
+            workflow_type=identity.workflow_type,
+            status=status,
+            root=record.parent is None,
+            task=record.task,
+            created_at=record.created_at or None,
+        )
+    )
+
+
 def pass_ended(snapshot: Snapshot, status: str, timer: PassTimer) -> None:
     """A pass over ``snapshot`` ran and ended with ``status`` (its outcome is used)."""
-    if events.wants(PassEnded):
-        seconds, replay = timer.times()
-        record = snapshot.meta.record
-        identity = record.identity
-        events.emit(
-            PassEnded(
-                invocation_id=record.invocation_id,
-                workflow_id=identity.workflow_id,
-                workflow_type=identity.workflow_type,
-                status=status,
-                replay_seconds=replay,
-                seconds=seconds,
-                root=record.parent is None,
-                task=record.task,
-            )
+    if PassEnded in events.heard:
+        _pass_ended(snapshot, status, timer)
+
+
+@_quiet
+def _pass_ended(snapshot: Snapshot, status: str, timer: PassTimer) -> None:
+    seconds, replay = timer.times()
+    record = snapshot.meta.record
+    identity = record.identity
+    events.emit(
+        PassEnded(
+            invocation_id=record.invocation_id,
+            workflow_id=identity.workflow_id,
+            workflow_type=identity.workflow_type,
+            status=status,
+            replay_seconds=replay,
+            seconds=seconds,
+            root=record.parent is None,
+            task=record.task,
         )
+    )
 
 
 def step_name(step: AnyStep) -> str:
@@ -132,20 +144,28 @@ def _emit_step(record: InvocationRecord, step: AnyStep, ok: bool, resolved_at: f
     )
 
 
-@_quiet
 def resolved(snapshot: Snapshot, n: int, resolved_at: float) -> None:
     """Step ``n``, whose resolution this process's delivery recorded, as ``snapshot`` holds it."""
+    if StepResolved in events.heard:
+        _resolved(snapshot, n, resolved_at)
+
+
+@_quiet
+def _resolved(snapshot: Snapshot, n: int, resolved_at: float) -> None:
     step = snapshot.steps.get(n)
-    if step is not None and events.wants(StepResolved):
+    if step is not None:
         outcome = snapshot.results.get(n)
         _emit_step(snapshot.meta.record, step, outcome is None or outcome.ok, resolved_at)
 
 
-@_quiet
 def claimed(snapshot: Snapshot, outcome: PassOutcome) -> None:
     """The wait steps a committed pass resolved itself (it consumed their signals)."""
-    if not outcome.claims or not events.wants(StepResolved):
-        return
+    if outcome.claims and StepResolved in events.heard:
+        _claimed(snapshot, outcome)
+
+
+@_quiet
+def _claimed(snapshot: Snapshot, outcome: PassOutcome) -> None:
     steps: dict[int, AnyStep] = dict(snapshot.steps)
     times: dict[int, float | None] = {}
     for entry in outcome.entries:
@@ -158,7 +178,6 @@ def claimed(snapshot: Snapshot, outcome: PassOutcome) -> None:
             _emit_step(snapshot.meta.record, steps[n], True, times.get(n) or time.time())
 
 
-@_quiet
 def resolved_unheld(
     state: StateBackend,
     invocation_id: str,
@@ -168,8 +187,21 @@ def resolved_unheld(
 ) -> None:
     """A resolution this process's delivery recorded while it got no lease: the invocation's
     snapshot is not at hand. A child's result is described from the child (its record and
-    outcome: ``child`` when the caller has them, else read), a timer from the journal."""
-    if trigger.step is None or not events.wants(StepResolved):
+    outcome: ``child`` when the caller has them, else read: one small read, only when
+    something listens), a timer from the journal (rare: a timer that lost its race)."""
+    if StepResolved in events.heard:
+        _resolved_unheld(state, invocation_id, trigger, resolved_at, child)
+
+
+@_quiet
+def _resolved_unheld(
+    state: StateBackend,
+    invocation_id: str,
+    trigger: Trigger,
+    resolved_at: float,
+    child: tuple[InvocationRecord, bool] | None,
+) -> None:
+    if trigger.step is None:
         return
     if trigger.kind == "timer":
         from ..actors.replay import Snapshot
@@ -178,7 +210,7 @@ def resolved_unheld(
         if meta is not None:
             snapshot = Snapshot(meta)
             snapshot.apply(entries)
-            resolved(snapshot, trigger.step, resolved_at)
+            _resolved(snapshot, trigger.step, resolved_at)
         return
     if child is None and trigger.child is not None:
         meta = state.get_meta(trigger.child)

@@ -94,19 +94,23 @@ class Events:
 
     def __init__(self) -> None:
         self._listeners: dict[type, list[Listener]] = {}
+        #: The kinds something listens to (``kind in events.heard`` is the cheapest check).
+        self.heard: frozenset[type] = frozenset()
 
     def subscribe(self, kind: type, listener: Listener) -> None:
         self._listeners[kind] = [*self._listeners.get(kind, ()), listener]
+        self.heard = frozenset(k for k, fns in self._listeners.items() if fns)
 
     def unsubscribe(self, kind: type, listener: Listener) -> None:
         listeners = list(self._listeners.get(kind, ()))
         if listener in listeners:
             listeners.remove(listener)
             self._listeners[kind] = listeners
+            self.heard = frozenset(k for k, fns in self._listeners.items() if fns)
 
     def wants(self, kind: type) -> bool:
         """True when something listens to ``kind``."""
-        return bool(self._listeners.get(kind))
+        return kind in self.heard
 
     def emit(self, event: Any) -> None:
         for listener in self._listeners.get(type(event), ()):
