@@ -18,7 +18,8 @@ def _finished(app, workflow_id: str) -> str:  # type: ignore[no-untyped-def]
     return str(app.describe(workflow_id).status)
 
 
-def test_the_index_lists_workflows_newest_first_by_status_and_type_in_pages(harness: Harness) -> None:
+def test_the_index_lists_workflows_newest_first_by_status_and_type_in_pages(scenario_harness: Harness) -> None:
+    harness = scenario_harness  # memory, Redis, and Redis Cluster
     app = harness.app
 
     @app.task
@@ -118,7 +119,8 @@ def test_describe_gives_the_tree_with_every_step_its_values_and_data(harness: Ha
         app.describe("no-such-workflow")
 
 
-def test_retry_resumes_a_failed_workflow_from_its_failed_step(harness: Harness) -> None:
+def test_retry_resumes_a_failed_workflow_from_its_failed_step(scenario_harness: Harness) -> None:
+    harness = scenario_harness  # memory, Redis, and Redis Cluster
     app = harness.app
     runs = {"prepare": 0, "charge": 0}
     broken = threading.Event()
@@ -161,7 +163,8 @@ def test_retry_resumes_a_failed_workflow_from_its_failed_step(harness: Harness) 
         app.retry("order-R")
 
 
-def test_fork_keeps_the_steps_before_and_runs_the_rest_again(harness: Harness) -> None:
+def test_fork_keeps_the_steps_before_and_runs_the_rest_again(scenario_harness: Harness) -> None:
+    harness = scenario_harness  # memory, Redis, and Redis Cluster
     app = harness.app
     runs: list[str] = []
 
