@@ -213,7 +213,8 @@ class FastPaths:
         if not _decided(speculation, committed is not None):  # not the empty state it assumed: the normal path
             runtime.delivered(task, letter, delivery, 0, message)
             return True
-        emit.started(record)  # the commit applied to the empty state: this delivery created it
+        if delivery.verdict == "ok" and not delivery.duplicate:
+            emit.started(record)  # this delivery created the invocation
         emit.pass_ended(snapshot, outcome.status, timer)
         runtime.publish(snapshot, outcome, result=parent_task is None)
         if parent_task is not None and parent is not None and then is not None:
