@@ -27,6 +27,7 @@ lint: $(BIN)/encore
 
 bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost
 	$(BIN)/python benchmarks/step_latency.py
+	$(BIN)/python benchmarks/index_cost.py
 
 chaos: $(BIN)/encore   ## long chaos run: 300 workflows, 30+ faults
 	$(BIN)/python -m chaos.run --workflows 300 --seed 1
