@@ -21,9 +21,9 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from dramatiq_encore.state import RedisState  # noqa: E402
-from dramatiq_encore.state.backend import Commit, Trigger  # noqa: E402
-from tests.integration.state_support import child_record, child_steps, record, start  # noqa: E402
+from dramatiq_encore.state import RedisState
+from dramatiq_encore.state.backend import Commit, Trigger
+from tests.integration.state_support import child_record, child_steps, record, start
 
 RESULTS = Path(__file__).parent / "results"
 
