@@ -242,3 +242,28 @@ def test_no_command_is_a_usage_error() -> None:
     completed = encore()
     assert completed.returncode == EXIT_ERROR
     assert "required: COMMAND" in completed.stderr
+
+
+def _worker_stderr(module: str) -> str:
+    """``encore worker MODULE`` for a few seconds (it boots, serves, is stopped): its stderr."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("ENCORE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dramatiq_encore.cli", "worker", module, "-p", "1", "-t", "1"],
+        cwd=ROOT,
+        env=clean,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, err = process.communicate(timeout=4)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 15)
+        _, err = process.communicate(timeout=TIMEOUT_S)
+    return err
+
+
+def test_worker_warns_only_for_an_app_that_fell_back_to_the_stub_broker() -> None:
+    assert "ENCORE_BROKER_URL is not set" in _worker_stderr("tests.support.apps.embedded")
+    assert "ENCORE_BROKER_URL is not set" not in _worker_stderr("tests.support.apps.given_broker")
