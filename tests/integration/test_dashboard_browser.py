@@ -3,7 +3,8 @@
 The dashboard is served by uvicorn on a free loopback port with a token. The test opens the
 list, clicks into an order workflow and finds one timeline bar per step, logs in with the
 token and cancels a sleeping workflow, then sees it become cancelled. It saves the
-screenshots the README shows (docs/images/dashboard.png and dashboard-list.png).
+screenshots: to the test's temporary directory, or, with ENCORE_SCREENSHOTS=1, over the ones
+the README shows (docs/images/dashboard.png and dashboard-list.png).
 
 Needs Playwright for Python and Debian's chromium (/usr/bin/chromium; Playwright's own browser
 download is not used): skipped when either is missing, except under CI=true, where it fails.
@@ -136,8 +137,9 @@ def seed(harness: Harness) -> None:
     assert wait_until(lambda: app.get_invocation("hold-H-7").status == "suspended", WAIT)
 
 
-def test_dashboard_in_a_browser(real_harness: Harness, dashboard: str) -> None:
+def test_dashboard_in_a_browser(real_harness: Harness, dashboard: str, tmp_path: Path) -> None:
     require_browser()
+    images = IMAGES if os.environ.get("ENCORE_SCREENSHOTS") == "1" else tmp_path
     from playwright.sync_api import expect, sync_playwright
 
     app = real_harness.app
@@ -154,7 +156,7 @@ def test_dashboard_in_a_browser(real_harness: Harness, dashboard: str) -> None:
             page.goto(f"{dashboard}/")
             rows = page.locator("#workflows tbody tr")
             expect(rows).to_have_count(4)
-            page.screenshot(path=str(IMAGES / "dashboard-list.png"), full_page=True)
+            page.screenshot(path=str(images / "dashboard-list.png"), full_page=True)
             as_of = page.locator("#as-of").inner_text()
             expect(page.locator("#as-of")).not_to_have_text(as_of, timeout=10_000)  # refreshed by the script
             expect(rows).to_have_count(4)
@@ -166,7 +168,7 @@ def test_dashboard_in_a_browser(real_harness: Harness, dashboard: str) -> None:
             expect(bars).to_have_count(4)  # one per step
             assert [bars.nth(i).get_attribute("data-step") for i in range(4)] == ["1", "2", "3", "4"]
             expect(page.locator("#cancel")).to_be_disabled()  # not logged in (and finished)
-            page.screenshot(path=str(IMAGES / "dashboard.png"), full_page=True)
+            page.screenshot(path=str(images / "dashboard.png"), full_page=True)
 
             page.goto(f"{dashboard}/workflows/hold-H-7")
             expect(page.locator("#cancel")).to_be_disabled()
