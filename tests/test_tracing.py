@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -60,14 +60,14 @@ class Traced:
     def spans(self) -> list[ReadableSpan]:
         return list(self.exporter.get_finished_spans())
 
-    def wait_for(self, predicate: Callable[[list[ReadableSpan]], bool], timeout: float = WAIT) -> list[ReadableSpan]:
-        """The spans once ``predicate`` holds for them (the last span ends just after ``wait()``)."""
+    def wait_for(self, count: int, timeout: float = WAIT) -> list[ReadableSpan]:
+        """The spans once ``count`` have ended (a child's span may end after its parent's: it is
+        emitted after its result went out), and a moment more for any duplicate to show."""
         deadline = time.monotonic() + timeout
-        while not predicate(self.spans()) and time.monotonic() < deadline:
+        while len(self.spans()) < count and time.monotonic() < deadline:
             time.sleep(0.01)
-        spans = self.spans()
-        assert predicate(spans), [span.name for span in spans]
-        return spans
+        time.sleep(0.1)
+        return self.spans()
 
     def invocation(self, spans: list[ReadableSpan], invocation_id: str) -> ReadableSpan:
         (found,) = [
@@ -88,12 +88,6 @@ class Traced:
 
 def _attr(span: ReadableSpan, name: str) -> Any:
     return (span.attributes or {}).get(f"encore.{name}")
-
-
-def _has_invocation(invocation_id: str) -> Callable[[list[ReadableSpan]], bool]:
-    return lambda spans: any(
-        _attr(s, "invocation_id") == invocation_id and s.name.startswith("encore.invocation") for s in spans
-    )
 
 
 def _ids(span: ReadableSpan) -> tuple[int, int]:
@@ -145,7 +139,7 @@ def test_a_three_step_workflow_gives_a_span_per_invocation_and_per_step_once(har
     inv = three.send(10)
     assert inv.wait(timeout=WAIT) == 13
     root = inv.invocation_id
-    spans = traced.wait_for(_has_invocation(root))
+    spans = traced.wait_for(7)
     assert traced.passes(root) >= 4  # the start and one pass per result: each replays the steps before
     assert sorted(s.name for s in spans) == sorted(
         ["encore.invocation three"] + ["encore.invocation add"] * 3 + [f"encore.step {n} add" for n in (1, 2, 3)]
@@ -186,7 +180,7 @@ def test_a_child_workflow_joins_its_parents_trace(harness: Harness, traced: Trac
     result = inv.wait(timeout=WAIT)
     root = inv.invocation_id
     assert result["value"] == 8 and result["workflow"] != root
-    spans = traced.wait_for(_has_invocation(root))
+    spans = traced.wait_for(5)
     assert len(spans) == 5, [s.name for s in spans]  # 3 invocations, 2 steps
     _assert_one_trace_no_duplicates(spans)
     sub_span = traced.invocation(spans, f"{root}/1")
@@ -213,7 +207,7 @@ def test_the_producers_span_is_the_roots_parent(harness: Harness, traced: Traced
         inv = flow.send(1)
     assert inv.wait(timeout=WAIT) == 3
     root = inv.invocation_id
-    spans = traced.wait_for(_has_invocation(root))
+    spans = traced.wait_for(6)
     trace_id = _assert_one_trace_no_duplicates(spans)
     producer_context = producer.get_span_context()
     assert trace_id == producer_context.trace_id
@@ -244,7 +238,8 @@ def test_a_failed_step_and_a_timer_have_spans_with_their_status(harness: Harness
     inv = flow.send()
     assert inv.wait(timeout=WAIT) == "caught"
     root = inv.invocation_id
-    spans = traced.wait_for(_has_invocation(root))
+    spans = traced.wait_for(4)
+    assert len(spans) == 4, [s.name for s in spans]  # 2 invocations, 2 steps
     _assert_one_trace_no_duplicates(spans)
     timer = traced.step(spans, root, 1)
     assert timer.end_time - timer.start_time >= 40_000_000  # type: ignore[operator]  # the 0.05 s it slept
@@ -253,6 +248,24 @@ def test_a_failed_step_and_a_timer_have_spans_with_their_status(harness: Harness
     assert traced.invocation(spans, f"{root}/2").status.status_code == StatusCode.ERROR
     assert _attr(traced.invocation(spans, f"{root}/2"), "status") == "failed"
     assert _attr(traced.invocation(spans, root), "status") == "succeeded"
+
+
+def test_a_signal_wait_is_a_step_of_the_same_trace(harness: Harness, traced: Traced) -> None:
+    app = harness.app
+
+    @app.task
+    def waits() -> Any:
+        return waits.wf.wait_for_signal("go", timeout=30)
+
+    harness.start()
+    inv = waits.send()
+    app.signal(inv.invocation_id, "go", {"ok": 1})
+    assert inv.wait(timeout=WAIT) == {"ok": 1}
+    root = inv.invocation_id
+    spans = traced.wait_for(2)
+    assert sorted(s.name for s in spans) == ["encore.invocation waits", "encore.step 1 signal:go"]
+    _assert_one_trace_no_duplicates(spans)
+    assert _parent_id(traced.step(spans, root, 1)) == _ids(traced.invocation(spans, root))[1]
 
 
 def test_a_broken_tracer_never_breaks_a_workflow(
