@@ -93,7 +93,9 @@ def unknown(state: StateBackend, workflow_id: str) -> EncoreError:
         )
     return UnknownWorkflow(
         f"no workflow {workflow_id!r} in the store {state.describe()}: no start message ever named it, or it "
-        "finished longer ago than the retention (ENCORE_RETENTION); check the id with `encore list`"
+        "finished longer ago than the retention (ENCORE_RETENTION); check the id with `encore list`. If you "
+        "sent its start, is a worker serving its queue? A worker that lacks the task dead-letters the message "
+        "to <queue>.XQ"
     )
 
 
