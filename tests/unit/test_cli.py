@@ -267,3 +267,38 @@ def _worker_stderr(module: str) -> str:
 def test_worker_warns_only_for_an_app_that_fell_back_to_the_stub_broker() -> None:
     assert "ENCORE_BROKER_URL is not set" in _worker_stderr("tests.support.apps.embedded")
     assert "ENCORE_BROKER_URL is not set" not in _worker_stderr("tests.support.apps.given_broker")
+
+
+def test_version_prints_the_installed_version() -> None:
+    completed = encore("--version")
+    assert completed.returncode == 0 and completed.stdout.startswith("encore (dramatiq-encore) 0.")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "demo",
+        "start",
+        "list",
+        "show",
+        "result",
+        "signal",
+        "cancel",
+        "retry",
+        "fork",
+        "export",
+        "replay",
+        "check",
+        "dashboard",
+    ],
+)
+def test_every_command_has_help(command: str) -> None:
+    completed = encore(command, "--help")
+    assert completed.returncode == 0 and completed.stdout.startswith(f"usage: encore {command}")
+
+
+def test_commands_that_read_workflows_need_a_shared_store() -> None:
+    for args in (["list"], ["show", "x"], ["export", "x"], ["cancel", "x"], ["retry", "x"]):
+        completed = encore(*args)
+        assert completed.returncode == EXIT_ERROR
+        assert "ENCORE_STATE_URL is not set" in one_line_error(completed.stderr)
