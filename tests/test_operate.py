@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -36,10 +37,8 @@ def test_the_index_lists_workflows_newest_first_by_status_and_type_in_pages(scen
         task = ok if n % 2 == 0 else boom
         inv = task.send_with_options(args=(n,), workflow_id=f"wf-{n}")
         ids.append(inv.invocation_id)
-        try:
+        with contextlib.suppress(TaskError):
             inv.wait(timeout=WAIT)
-        except TaskError:
-            pass
     every = app.list_workflows(limit=50)
     assert [w.workflow_id for w in every.items] == ids[::-1] and every.cursor is None
     assert {w.workflow_id for w in app.list_workflows(status="failed").items} == {"wf-1", "wf-3"}
