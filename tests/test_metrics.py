@@ -24,7 +24,7 @@ from dramatiq_encore import Encore, TaskError
 from dramatiq_encore.broker_config import EncoreSettings
 from dramatiq_encore.broker_config.embedded import start_time_limits
 from dramatiq_encore.observe import emit, metrics
-from dramatiq_encore.observe.hooks import PassEnded, WorkflowStarted, events
+from dramatiq_encore.observe.hooks import PassEnded, StepResolved, WorkflowStarted, events
 from dramatiq_encore.state import MemoryState
 from tests.conftest import Harness
 
@@ -238,3 +238,56 @@ def test_emitting_costs_next_to_nothing_without_listeners() -> None:
     point = time.perf_counter() - started
     print(f"{count} emits with no listener: bus {bus * 1e3:.2f} ms, emission point {point * 1e3:.2f} ms")
     assert bus < 0.1 and point < 0.1  # ~0.1-0.3 us each; generous for a loaded CI machine
+
+
+def test_every_kind_of_step_resolution_is_observed_once(harness: Harness) -> None:
+    """Results gathered from a fan-out (recorded while the parent waits on the others: no lease),
+    a timer that lost its race and fired later (no lease either), a sleep, a signal consumed
+    by the pass itself, a failed child: one StepResolved each, with its times."""
+    app = harness.app
+    seen: list[StepResolved] = []
+    events.subscribe(StepResolved, seen.append)
+
+    @app.task
+    def leaf(i: int) -> int:
+        return i
+
+    @app.task(max_retries=0)
+    def boom() -> None:
+        raise ValueError("no")
+
+    @app.task
+    def flow() -> str:
+        wf = flow.wf
+        wf.gather(*(wf.start_task(leaf, i) for i in range(3)))  # steps 1-3
+        wf.execute_task_with_options(leaf, args=(9,), timeout=0.3)  # step 4, its timer step 5
+        wf.sleep(0.6)  # step 6: the timer of step 5 fires meanwhile
+        wf.wait_for_signal("go")  # step 7
+        try:
+            wf.execute_task(boom)  # step 8
+        except TaskError:
+            return "done"
+        return "not raised"
+
+    port = serve(harness)
+    before = scrape(port)
+    try:
+        inv = flow.send()
+        app.signal(inv.invocation_id, "go", 1)
+        assert inv.wait(timeout=WAIT) == "done"
+        root = inv.invocation_id
+        mine = lambda: [e for e in list(seen) if e.invocation_id == root]  # noqa: E731
+        assert eventually(lambda: len(mine()) >= 8)
+        time.sleep(0.2)
+    finally:
+        events.unsubscribe(StepResolved, seen.append)
+    by_step = sorted(mine(), key=lambda e: e.n)
+    assert [e.n for e in by_step] == list(range(1, 9))
+    assert [e.task for e in by_step] == ["leaf"] * 4 + ["timer", "timer", "signal:go", "boom"]
+    assert [e.ok for e in by_step] == [True] * 7 + [False]
+    assert [e.child for e in by_step] == [f"{root}/{n}" for n in (1, 2, 3, 4)] + [None] * 3 + [f"{root}/8"]
+    assert all(e.workflow_id == root and e.started_at is not None for e in by_step)
+    assert all(e.started_at <= e.resolved_at + 0.05 for e in by_step)  # type: ignore[operator]
+    assert by_step[5].resolved_at - by_step[5].started_at >= 0.55  # type: ignore[operator]  # the sleep
+    after = scrape(port)
+    assert value(after, "encore_step_seconds_count") - value(before, "encore_step_seconds_count") >= 8
