@@ -219,7 +219,21 @@ def test_the_librarys_records_carry_the_workflow_and_invocation(
         lambda line: line["logger"] == "dramatiq_encore.actors.runtime" and "succeeded" in line["message"]
     )
     assert {(line["workflow_id"], line["invocation_id"]) for line in finished} == {(root, root), (root, f"{root}/1")}
+    assert all("workflow_id" in line and "invocation_id" in line for line in captured.where(lambda line: True))
 
+
+def test_a_dead_letter_at_the_door_names_the_invocation(harness: Harness, captured: Captured) -> None:
+    app = harness.app
+
+    @app.task
+    def leaf(x: int) -> int:
+        return x + 1
+
+    @app.task
+    def flow(x: int) -> int:
+        return flow.wf.execute_task(leaf, x).result
+
+    harness.start()
     # A start for a child whose parent the store does not know: dead-lettered, at the door.
     identity = WorkflowIdentity.root("ghost", "flow")
     parent = ParentRef(invocation_id="ghost", task="flow", queue=app.default_queue, step=1)
@@ -250,6 +264,12 @@ def test_outside_a_message_the_ids_are_none_and_a_handler_filter_adds_them_to_an
         assert (mine.workflow_id, mine.invocation_id) == ("wf-9", "wf-9/2")  # type: ignore[attr-defined]
     finally:
         logs.leave(token)
+    assert logs.current() == (None, None)
+    with logs.about("wf-7/1"):  # a thread of its own working for an invocation
+        renewal = logging.getLogger("dramatiq_encore.actors.leases").makeRecord(
+            "dramatiq_encore.actors.leases", logging.WARNING, __file__, 1, "x", (), None
+        )
+    assert (renewal.workflow_id, renewal.invocation_id) == (None, "wf-7/1")  # type: ignore[attr-defined]
 
 
 def _record() -> InvocationRecord:

@@ -72,6 +72,18 @@ def identify(invocation_id: str | None, workflow_id: str | None = None) -> None:
         scope.workflow_id = workflow_id
 
 
+@contextlib.contextmanager
+def about(invocation_id: str | None, workflow_id: str | None = None) -> Iterator[None]:
+    """The library's records logged in the block name ``invocation_id``: for a thread of its
+    own that works for an invocation (the lease keeper's renewals, say)."""
+    token = enter()
+    identify(invocation_id, workflow_id)
+    try:
+        yield
+    finally:
+        leave(token)
+
+
 def current() -> tuple[str | None, str | None]:
     """(workflow_id, invocation_id) of the message handled in this context."""
     scope = _scope.get()
