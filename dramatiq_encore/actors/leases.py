@@ -20,6 +20,7 @@ import os
 import threading
 from collections.abc import Iterator
 
+from ..observe import logs
 from ..state.backend import StateBackend
 
 logger = logging.getLogger(__name__)
@@ -76,21 +77,25 @@ class LeaseKeeper:
             held = list(self._held.items())
             suspects, self._suspect = self._suspect, {}
         for invocation_id, token in held:
-            try:
-                ok = self._state.renew(invocation_id, token)
-            except Exception:  # the store is unreachable: the commit will tell
-                logger.warning("could not renew the lease of invocation %s", invocation_id, exc_info=True)
-                continue
-            if ok:
-                continue
-            with self._lock:
-                if self._held.get(invocation_id) != token:
-                    continue  # committed meanwhile: released, not lost
-                if suspects.get(invocation_id) != token:
-                    self._suspect[invocation_id] = token  # judged at the next round
-                    continue
-            logger.warning(
-                "lost the lease of invocation %s while a pass still holds it (it expired or the store lost it): "
-                "its commit will be refused and its message re-sent",
-                invocation_id,
-            )
+            with logs.about(invocation_id):  # its records name the invocation (a thread of its own)
+                self._renew(invocation_id, token, suspects)
+
+    def _renew(self, invocation_id: str, token: str, suspects: dict[str, str]) -> None:
+        try:
+            ok = self._state.renew(invocation_id, token)
+        except Exception:  # the store is unreachable: the commit will tell
+            logger.warning("could not renew the lease of invocation %s", invocation_id, exc_info=True)
+            return
+        if ok:
+            return
+        with self._lock:
+            if self._held.get(invocation_id) != token:
+                return  # committed meanwhile: released, not lost
+            if suspects.get(invocation_id) != token:
+                self._suspect[invocation_id] = token  # judged at the next round
+                return
+        logger.warning(
+            "lost the lease of invocation %s while a pass still holds it (it expired or the store lost it): "
+            "its commit will be refused and its message re-sent",
+            invocation_id,
+        )

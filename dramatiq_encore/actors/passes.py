@@ -100,7 +100,7 @@ def begin(
     if timer is not None:
         # The engine appends every entry a pass records to this list (PassState._append):
         # the first append is where the pass leaves its recorded history.
-        step._ctx.entries = _Entries(timer)
+        step.context.entries = _Entries(timer)
     return step
 
 

@@ -210,6 +210,8 @@ class Pass:
     ) -> None:
         self.snapshot = snapshot
         self._ctx = WorkflowContext(snapshot, **options)
+        #: The pass's ``wf`` context (observers time it: see :mod:`.passes`).
+        self.context = self._ctx
         self._ctx.ask = self._ask
         self._greenlet = greenlet.greenlet(lambda: _execute(self._ctx, fn, args, kwargs))
         # User code sees the driver's context variables (dramatiq's current message, say).

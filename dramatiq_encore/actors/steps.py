@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from typing import Any, Literal, Protocol, overload
 
 from ..errors import MisuseError, StepTimeout, TaskError
 from ..identity import child_invocation_id
 from ..invocation import Invocation
-from ..state.models import AnyStep, Outcome, ResolvedEntry, StepEntry, TimerEntry, WaitEntry
+from ..state.models import (
+    AnyStep,
+    Outcome,
+    ResolvedEntry,
+    StepEntry,
+    TimerEntry,
+    WaitEntry,
+)
 from .codec import TaskCodec, check_size, digest
 from .pass_state import PassState
 
@@ -233,7 +241,7 @@ class StepOperations(PassState):
             args=args,
             kwargs=kwargs,
             origin=self._origin,
-            t=self._clock().timestamp(),
+            t=time.time(),  # for operators (the wall clock, not the pass's: no value is drawn)
         )
         self._append(entry)
         self.new_steps.append(entry)
@@ -295,9 +303,8 @@ class StepOperations(PassState):
         seconds = None if timeout is None else _seconds(timeout, "timeout")
         n, recorded = self._next_step()
         if recorded is None:
-            now = self._clock().timestamp()
-            due = None if seconds is None else now + seconds
-            entry = WaitEntry(n=n, name=name, timeout=seconds, due=due, origin=self._origin, t=now)
+            due = None if seconds is None else self._clock().timestamp() + seconds
+            entry = WaitEntry(n=n, name=name, timeout=seconds, due=due, origin=self._origin, t=time.time())
             self._append(entry)
             if due is not None:
                 self.new_timers.append(entry)
@@ -322,7 +329,7 @@ class StepOperations(PassState):
         if signal is None:
             raise self._suspend([] if seconds is None else [n], [name], wake_any=seconds is not None)
         outcome = Outcome(ok=True, value={"id": signal.id, "payload": signal.payload})
-        self._append(ResolvedEntry(n=n, o=outcome, t=self._clock().timestamp()))
+        self._append(ResolvedEntry(n=n, o=outcome, t=time.time()))
         self.claims.append(n)
         self.consumed.add(signal.id)
         return outcome
