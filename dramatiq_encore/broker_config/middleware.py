@@ -61,6 +61,14 @@ class EncoreMiddleware(Middleware):
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         _message.set(message)
 
+    def before_nack(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        # A message for a task this worker does not declare is dead-lettered (dramatiq's
+        # consumer does it on receipt): say why, in the store, where `encore show` looks.
+        if message.actor_name not in broker.actors and self.apps:
+            from ..operate.strays import record_stray
+
+            record_stray(self.apps[0], message)
+
     def after_process_message(
         self,
         broker: dramatiq.Broker,

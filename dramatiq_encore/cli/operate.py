@@ -12,6 +12,7 @@ from pydantic_core import to_jsonable_python
 
 from ..app import Encore
 from ..errors import TaskError
+from ..operate.tree import operations
 from ..state.models import ACTIVE, FINISHED
 from . import render
 from .common import (
@@ -134,6 +135,10 @@ def report_result(app: Encore, invocation_id: str, wait: float | None, out: IO[s
     while not _known(app, invocation_id) and time.monotonic() < deadline:
         time.sleep(0.05)  # a start just sent, that no worker took yet
     if not _known(app, invocation_id):
+        note = operations(app.state).notes([invocation_id]).get(invocation_id)
+        if note is not None:
+            print(f"encore: error: {invocation_id!r} was never created: {note}", file=sys.stderr)
+            return EXIT_ERROR
         print(
             f"encore: error: no invocation {invocation_id!r}: no start message has named it (or it finished "
             "longer ago than the retention, or no worker has taken its start yet); check the id with `encore list`",

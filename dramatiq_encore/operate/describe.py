@@ -56,12 +56,14 @@ def _summary(row: IndexRow) -> WorkflowSummary:
 
 def describe(state: StateBackend, workflow_id: str) -> WorkflowDescription:
     tree = read_tree(state, workflow_id)
-    view = _invocation(tree, workflow_id)
+    missing = [child for folded in tree.values() for child in folded.children() if child not in tree]
+    notes = operations(state).notes(missing) if missing else {}
+    view = _invocation(tree, workflow_id, notes)
     data = {key: json.loads(value) for key, value in state.workflow_data(view.workflow_id).items()}
     return WorkflowDescription(**dict(view), data=data)
 
 
-def _invocation(tree: dict[str, Folded], invocation_id: str) -> InvocationView:
+def _invocation(tree: dict[str, Folded], invocation_id: str, notes: dict[str, str]) -> InvocationView:
     folded = tree[invocation_id]
     meta = folded.stored.meta
     record, outcome = meta.record, meta.outcome
@@ -88,7 +90,7 @@ def _invocation(tree: dict[str, Folded], invocation_id: str) -> InvocationView:
             for s in folded.signals
         ],
         cancel_requested=folded.cancelled,
-        steps=[_step(tree, folded, step) for _, step in sorted(folded.steps.items())],
+        steps=[_step(tree, folded, step, notes) for _, step in sorted(folded.steps.items())],
     )
 
 
@@ -98,7 +100,7 @@ def _value(entry: ValueEntry) -> Any:
     return entry.v
 
 
-def _step(tree: dict[str, Folded], parent: Folded, step: AnyStep) -> StepView:
+def _step(tree: dict[str, Folded], parent: Folded, step: AnyStep, notes: dict[str, str]) -> StepView:
     resolved = parent.results.get(step.n)
     # Numbered as the code counts them: the first step of this run is 1 (a continued or
     # retried run records its steps after those of the runs before).
@@ -111,7 +113,7 @@ def _step(tree: dict[str, Folded], parent: Folded, step: AnyStep) -> StepView:
         view.status = "succeeded" if resolved.o.ok else "failed"
         view.result, view.error = resolved.o.value, resolved.o.error
     if isinstance(step, StepEntry):
-        return _task_step(tree, parent, step, view, resolved)
+        return _task_step(tree, parent, step, view, resolved, notes)
     view.due_at = _time(step.due)
     if isinstance(step, TimerEntry):
         view.kind, view.task = "timer", "sleep"
@@ -128,13 +130,18 @@ def _step(tree: dict[str, Folded], parent: Folded, step: AnyStep) -> StepView:
 
 
 def _task_step(
-    tree: dict[str, Folded], parent: Folded, step: StepEntry, view: StepView, resolved: ResolvedEntry | None
+    tree: dict[str, Folded],
+    parent: Folded,
+    step: StepEntry,
+    view: StepView,
+    resolved: ResolvedEntry | None,
+    notes: dict[str, str],
 ) -> StepView:
     view.task, view.queue, view.args_digest = step.task, step.queue, step.digest
     view.args, view.kwargs = step.args, step.kwargs
     child = tree.get(step.child)
     if child is not None:
-        view.child = _invocation(tree, step.child)
+        view.child = _invocation(tree, step.child, notes)
         view.attempts = child.stored.passes
     if resolved is not None:
         return view
@@ -142,7 +149,7 @@ def _task_step(
         view.status = "abandoned"
     elif child is None:
         view.status = "queued"
-        view.note = (
+        view.note = notes.get(step.child) or (
             f"its start message went to queue {step.queue!r} and no worker has taken it yet: is a worker running "
             f"that serves queue {step.queue!r} and declares task {step.task!r}? (see `encore show` in the README's "
             "'a workflow is stuck' guide)"

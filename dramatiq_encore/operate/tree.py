@@ -91,6 +91,9 @@ def unknown(state: StateBackend, workflow_id: str) -> EncoreError:
             f"workflow {workflow_id!r} is lost: a message named it ({lost}) but the store {state.describe()} has "
             "no record of it (Redis restarted without persistence, evicted or was flushed)"
         )
+    note = operations(state).notes([workflow_id]).get(workflow_id)
+    if note is not None:
+        return UnknownWorkflow(f"workflow {workflow_id!r} was never created: {note}")
     return UnknownWorkflow(
         f"no workflow {workflow_id!r} in the store {state.describe()}: no start message ever named it, or it "
         "finished longer ago than the retention (ENCORE_RETENTION); check the id with `encore list`. If you "

@@ -10,6 +10,8 @@ over at most that many nodes), and a listing reads every shard (one pipelined ro
     <prefix>:{s<n>}:r:<root>:keys                      set: every key of the tree (retention)
     <prefix>:{s<n>}:r:<root>:lost                      hash: invocation id -> why it was marked lost
                                                        (a message named it, the store had no record)
+    <prefix>:{s<n>}:r:<root>:notes                     hash: invocation id -> an operator's note (a
+                                                       message whose task a worker lacks)
     <prefix>:{s<n>}:wf:<workflow id>:data              hash: workflow data, key -> JSON text
     <prefix>:{s<n>}:inv:<invocation id>:meta           hash: rec, status, outcome, digest, root, wake, run,
                                                        fp, first, sigs, passes, done, ix, at
@@ -104,6 +106,9 @@ class Keys:
 
     def registry(self, some_id: str) -> str:
         return f"{self.tag(some_id)}:r:{root_of(some_id)}:keys"
+
+    def notes(self, some_id: str) -> str:
+        return f"{self.tag(some_id)}:r:{root_of(some_id)}:notes"
 
     def data(self, workflow_id: str) -> str:
         return f"{self.tag(workflow_id)}:wf:{workflow_id}:data"

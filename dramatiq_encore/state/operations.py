@@ -70,3 +70,12 @@ class Operations(abc.ABC):
     def seed(self, record: InvocationRecord, entries: list[str], data: dict[str, str]) -> bool:
         """Create root workflow ``record`` with a journal and workflow data (fork); False when
         the id exists. Its start message (sent next) finds it and runs it."""
+
+    @abc.abstractmethod
+    def note(self, invocation_id: str, text: str) -> None:
+        """Keep an operator's note about an invocation, even one that does not exist (a stray
+        message: see :mod:`dramatiq_encore.operate.strays`); it expires with the retention."""
+
+    @abc.abstractmethod
+    def notes(self, invocation_ids: list[str]) -> dict[str, str]:
+        """The notes kept about these invocations (absent: none)."""

@@ -7,4 +7,4 @@ from dramatiq_encore import Encore
 from tests.integration.cli_tasks import declare
 
 app = Encore()
-declare(app, sleeper_reminds_first=True)
+globals().update(declare(app, sleeper_reminds_first=True))  # module:task names for `encore start`

@@ -67,4 +67,10 @@ def declare(app: Encore, *, sleeper_reminds_first: bool = False) -> dict[str, Ta
     def cli_stuck() -> str:
         return str(cli_stuck.wf.execute_task(cli_elsewhere).result)
 
+    if sleeper_reminds_first:  # a task only the new code declares: the running worker lacks it
+
+        @app.task(queue_name=QUEUE)
+        def cli_only_in_v2() -> str:
+            return "new"
+
     return {name: value for name, value in locals().items() if isinstance(value, Task)}

@@ -150,6 +150,15 @@ def test_a_step_whose_worker_is_down_shows_as_queued_with_what_to_look_at(env: d
     assert "no worker has taken it" in ok(env, "show", "stuck-1")
 
 
+def test_a_start_for_a_task_the_worker_lacks_says_so_instead_of_pending_forever(env: dict[str, str]) -> None:
+    ok(env, "start", f"{CHANGED}:cli_only_in_v2", "--workflow-id", "orphan-1")
+    assert wait_until(lambda: "was never created" in encore(env, "show", "orphan-1").stderr, timeout=30)
+    shown = encore(env, "show", "orphan-1")
+    assert shown.returncode == 3 and "does not declare that task" in shown.stderr and ".XQ" in shown.stderr
+    result = encore(env, "result", "orphan-1")
+    assert result.returncode == 3 and "cli_only_in_v2" in result.stderr
+
+
 def shown_status(env: dict[str, str], workflow_id: str) -> str:
     done = encore(env, "show", workflow_id, "--json")
     return str(json.loads(done.stdout)["status"]) if done.returncode == 0 else ""

@@ -43,6 +43,7 @@ class MemoryState(MemoryOperations, StateBackend, FirstPass):
         self._data: dict[str, dict[str, str]] = {}
         self._lost: dict[str, str] = {}
         self._index = MemoryIndex()
+        self._notes: dict[str, str] = {}
         self._cond = threading.Condition()
 
     # -- leases -------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class MemoryOperations(Operations):
     _data: dict[str, dict[str, str]]
     _lost: dict[str, str]
     _index: MemoryIndex
+    _notes: dict[str, str]
     _cond: threading.Condition
 
     # -- the index: every status change goes through _set_status ------------------------
@@ -98,6 +99,14 @@ class MemoryOperations(Operations):
             inv.waiting, inv.signals, inv.wake_any = set(), set(), False
             self._set_status(inv, "pending")
             return None
+
+    def note(self, invocation_id: str, text: str) -> None:
+        with self._cond:
+            self._notes[invocation_id] = text
+
+    def notes(self, invocation_ids: list[str]) -> dict[str, str]:
+        with self._cond:
+            return {i: self._notes[i] for i in invocation_ids if i in self._notes}
 
     def seed(self, record: InvocationRecord, entries: list[str], data: dict[str, str]) -> bool:
         with self._cond:

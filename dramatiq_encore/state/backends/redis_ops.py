@@ -33,6 +33,7 @@ def _rows(reply: list[Any]) -> list[IndexRow]:
 class RedisOperations(Operations):
     keys: Keys
     client: Any
+    retention_s: int
 
     def _do(self, fn: Any, *args: Any) -> Any:  # RedisState's
         raise NotImplementedError
@@ -85,6 +86,20 @@ class RedisOperations(Operations):
                 finished=float(done) if done else None,
             )
         return found
+
+    def note(self, invocation_id: str, text: str) -> None:
+        key = self.keys.notes(invocation_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(key, invocation_id, text)
+        pipe.expire(key, self.retention_s)
+        self._do(pipe.execute)
+
+    def notes(self, invocation_ids: list[str]) -> dict[str, str]:
+        pipe = self.client.pipeline(transaction=False)
+        for invocation_id in invocation_ids:
+            pipe.hget(self.keys.notes(invocation_id), invocation_id)
+        replies = self._do(pipe.execute)
+        return {i: text(note) for i, note in zip(invocation_ids, replies, strict=True) if note is not None}
 
     def reopen(self, record: InvocationRecord, expect_run: int, entries: list[str], signals: int) -> str | None:
         k = self.keys.invocation(record.invocation_id)
