@@ -129,8 +129,18 @@ def test_signal_cancel_check_and_unknown_ids(env: dict[str, str]) -> None:
     replayed = encore(env, "replay", "--module", CHANGED, "sleeper-1")
     assert replayed.returncode == 1 and "diverges: workflow 'sleeper-1'" in replayed.stdout
     # signal and cancel
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "dramatiq_encore", "show", "waiter-1", "--follow"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     ok(env, "signal", "waiter-1", "go", '{"approved": true}')
     assert json.loads(ok(env, "result", "waiter-1", "--wait", "30")) == {"approved": True}
+    out, _ = follow.communicate(timeout=30)  # --follow redraws until the workflow finishes
+    assert follow.returncode == 0 and out.count("workflow waiter-1") >= 1
+    assert out.rstrip().splitlines()[0].startswith("workflow waiter-1") and "status succeeded" in out
     assert "cancelling sleeper-1" in ok(env, "cancel", "sleeper-1")
     cancelled = encore(env, "result", "sleeper-1", "--wait", "30")
     assert cancelled.returncode == 1 and cancelled.stdout.startswith("Cancelled")
