@@ -33,9 +33,16 @@ def _pair(kind: str) -> Any:
             total += sequential.wf.execute_task(noop, i).result
         return total
 
+    @app.task(queue_name=queue, actor_name=f"{queue}_fan_out")
+    def fan_out(n: int) -> int:
+        handles = [fan_out.wf.start_task(noop, i) for i in range(n)]
+        return sum(inv.result for inv in fan_out.wf.gather(*handles))
+
+    FAN_OUTS[kind] = fan_out
     return sequential
 
 
+FAN_OUTS: dict[str, Any] = {}
 WORKFLOWS = {kind: _pair(kind) for kind in QUEUES}
 
 

@@ -37,3 +37,28 @@ def _pair(queue: str) -> tuple[dramatiq.Actor[..., None], dramatiq.Actor[..., No
 
 raw_step, raw_reply = _pair("bench_raw")
 confirmed_step, confirmed_reply = _pair("bench_raw_confirms")
+
+
+def _fan(queue: str) -> dramatiq.Actor[..., None]:
+    """W4's floor: one actor sends ``n`` requests; each reply counts down; the last one done."""
+
+    def fan_fn(run_id: str, n: int) -> None:
+        _redis.set(f"bench:raw:left:{run_id}", n)
+        for _ in range(n):
+            request.send(run_id)
+
+    def request_fn(run_id: str) -> None:
+        answer.send(run_id)
+
+    def answer_fn(run_id: str) -> None:
+        if _redis.decr(f"bench:raw:left:{run_id}") == 0:
+            _redis.delete(f"bench:raw:left:{run_id}")
+            _redis.rpush(f"bench:raw:{run_id}", "done")
+
+    fan = dramatiq.actor(fan_fn, actor_name=f"{queue}_fan", queue_name=queue, max_retries=0)
+    request = dramatiq.actor(request_fn, actor_name=f"{queue}_request", queue_name=queue, max_retries=0)
+    answer = dramatiq.actor(answer_fn, actor_name=f"{queue}_answer", queue_name=queue, max_retries=0)
+    return fan
+
+
+raw_fan = _fan("bench_raw")

@@ -53,12 +53,13 @@ LABELS = {
 
 
 @contextmanager
-def workers(module: str, processes: int, threads: int, env: dict[str, str], queues: tuple[str, ...]) -> Iterator[None]:
+def workers(module: str, processes: int, threads: int, env: dict[str, str], queues: tuple[str, ...]) -> Iterator[int]:
+    """A `dramatiq` worker group in its own process group; yields the group's id."""
     cmd = [sys.executable, "-m", "dramatiq", module, "-p", str(processes), "-t", str(threads), "--queues", *queues]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        yield
+        yield proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
