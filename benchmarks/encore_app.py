@@ -38,11 +38,19 @@ def _pair(kind: str) -> Any:
         handles = [fan_out.wf.start_task(noop, i) for i in range(n)]
         return sum(inv.result for inv in fan_out.wf.gather(*handles))
 
+    @app.task(queue_name=queue, actor_name=f"{queue}_then_sleep")
+    def then_sleep(steps: int, seconds: float) -> int:
+        total = sum(then_sleep.wf.execute_task(noop, i).result for i in range(steps))
+        then_sleep.wf.sleep(seconds)
+        return total
+
     FAN_OUTS[kind] = fan_out
+    SLEEPERS[kind] = then_sleep
     return sequential
 
 
 FAN_OUTS: dict[str, Any] = {}
+SLEEPERS: dict[str, Any] = {}
 WORKFLOWS = {kind: _pair(kind) for kind in QUEUES}
 
 

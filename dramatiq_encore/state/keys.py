@@ -7,7 +7,9 @@ index is written in the same script that changes a workflow's status, and the st
 Redis Cluster unchanged. The cost: a cluster spreads the workflows over ``shards`` slots (so
 over at most that many nodes), and a listing reads every shard (one pipelined round trip)::
 
-    <prefix>:{s<n>}:r:<root>:keys                      set: every key of the tree (retention)
+    <prefix>:{s<n>}:r:<root>:keys                      set: the tree's invocations (``i:<id>``) and
+                                                       workflows with data (``w:<id>``), whose keys
+                                                       get the retention when the root finishes
     <prefix>:{s<n>}:r:<root>:lost                      hash: invocation id -> why it was marked lost
                                                        (a message named it, the store had no record)
     <prefix>:{s<n>}:r:<root>:notes                     hash: invocation id -> an operator's note (a

@@ -13,6 +13,7 @@ from dramatiq_encore.state.operations import Operations
 from tests.integration.state_support import (
     MakeState,
     child_steps,
+    entry,
     finish_child,
     record,
     start,
@@ -85,3 +86,32 @@ def test_an_expired_workflow_leaves_the_index_and_its_id_can_be_used_again(make_
     start(state, workflow_id)
     assert _listed(state) == [workflow_id] and _listed(state, "running") == [workflow_id]
     assert _listed(state, "succeeded") == []
+
+
+def test_a_retried_root_keeps_its_tree_until_it_finishes_again(make_redis: MakeState) -> None:
+    state = make_redis(retention=60)
+    assert isinstance(state, RedisState)
+    workflow_id = f"wf-{uuid.uuid4().hex[:8]}"
+    suspend_on(state, workflow_id, 1)
+    child = finish_child(state, workflow_id, 1, Outcome(ok=False))
+    token = state.deliver(workflow_id, Trigger.result(1, child), None).token
+    assert token is not None
+    data = {workflow_id: {"stage": '"charging"'}}
+    assert state.commit(
+        workflow_id, token, Commit(entries=[], status="failed", outcome=Outcome(ok=False), data=data)
+    ).ok
+    tree = [
+        state.keys.meta(workflow_id),
+        state.keys.journal(workflow_id),
+        state.keys.meta(child),
+        state.keys.data(workflow_id),
+    ]
+    assert all(0 < state.client.ttl(key) <= 60 for key in tree), [state.client.ttl(k) for k in tree]  # all registered
+    meta = state.get_meta(workflow_id)
+    assert meta is not None
+    again = meta.record.model_copy(update={"run": 1, "first_step": 1})
+    assert state.reopen(again, 0, [entry(0.5)], 0) is None
+    assert all(state.client.ttl(key) == -1 for key in tree), [state.client.ttl(k) for k in tree]
+    assert state.client.ttl(state.keys.registry(workflow_id)) == -1
+    assert _listed(state, "pending") == [workflow_id] and _listed(state, "failed") == []
+    assert state.reopen(again, 0, [], 0) == "it is pending, not failed"

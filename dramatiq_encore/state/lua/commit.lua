@@ -73,7 +73,7 @@ local written = {meta, journal, waiting, resolved, steps}
 for k = 8, #KEYS do
   local n_fields = tonumber(ARGV[i])
   call_chunked('HSET', KEYS[k], i + 1, i + 2 * n_fields)
-  redis.call('SADD', registry, KEYS[k])
+  redis.call('SADD', registry, 'w:' .. string.match(KEYS[k], ':wf:(.*):data$'))
   written[#written + 1] = KEYS[k]
   i = i + 2 * n_fields + 1
 end
@@ -101,7 +101,7 @@ if finished == '1' then
     -- The root finished: the whole tree's keys start their retention clock. Registry
     -- members share the root's hash tag, hence this slot, so Redis Cluster accepts keys
     -- that are not in KEYS here. Lock keys are never registered: they expire by themselves.
-    for _, key in ipairs(redis.call('SMEMBERS', registry)) do
+    for _, key in ipairs(registered_keys(registry)) do
       redis.call('EXPIRE', key, retention_s)
     end
     redis.call('EXPIRE', registry, retention_s)

@@ -111,6 +111,26 @@ local function take_lock(meta, lock, token, lease_ms)
   return false
 end
 
+-- The registry of a tree (keys.py) names its invocations ('i:<id>') and its workflows' data
+-- ('w:<workflow id>'), not every key: the keys of each member, from the registry's shard head.
+local INVOCATION_SUFFIXES = {'meta', 'journal', 'triggers', 'resolved', 'waiting', 'steps'}
+
+local function registered_keys(registry)
+  local head = string.match(registry, '^(.-})')
+  local keys = {}
+  for _, member in ipairs(redis.call('SMEMBERS', registry)) do
+    local kind, id = string.sub(member, 1, 1), string.sub(member, 3)
+    if kind == 'w' then
+      keys[#keys + 1] = head .. ':wf:' .. id .. ':data'
+    else
+      for _, suffix in ipairs(INVOCATION_SUFFIXES) do
+        keys[#keys + 1] = head .. ':inv:' .. id .. ':' .. suffix
+      end
+    end
+  end
+  return keys
+end
+
 -- The registry gets a TTL when the root finishes. A key written after that (a late child,
 -- a set emptied and created again) inherits the remaining retention instead of living forever.
 local function retain(registry, keys)

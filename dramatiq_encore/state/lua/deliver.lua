@@ -133,7 +133,7 @@ if redis.call('EXISTS', meta) == 0 then
   set_status(meta, 'pending')
   redis.call('HDEL', lost, id)  -- started again after it was marked lost
   -- Registered once, whether or not each key exists yet: retention expires them all.
-  redis.call('SADD', registry, meta, journal, triggers, resolved, waiting, steps)
+  redis.call('SADD', registry, 'i:' .. id)
 elseif kind == 'start' and record ~= '' then
   if redis.call('HGET', meta, 'digest') ~= digest then
     return {'conflict', '', 1, redis.call('HGET', meta, 'status'), '', 0}

@@ -31,7 +31,7 @@ redis.call('HSET', meta, 'rec', record, 'run', run, 'first', first, 'sigs', sign
 redis.call('HDEL', meta, 'outcome', 'done', 'wake')
 set_status(meta, 'pending')
 -- Active again: its tree is kept until it finishes (retention starts then).
-for _, key in ipairs(redis.call('SMEMBERS', registry)) do
+for _, key in ipairs(registered_keys(registry)) do
   redis.call('PERSIST', key)
 end
 redis.call('PERSIST', registry)
