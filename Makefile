@@ -17,8 +17,8 @@ demo: $(BIN)/encore   ## embedded: no servers needed
 test: $(BIN)/encore   ## unit + contract tests on both backend pairs (RabbitMQ and Redis on localhost)
 	$(BIN)/pytest
 
-test-plain-path: $(BIN)/encore   ## the contract and SIGKILL suites again, with every fast path off
-	ENCORE_FAST_PATH=0 $(BIN)/pytest tests/test_contract.py tests/test_reference_scenarios.py tests/test_recovery.py \
+test-plain-path: $(BIN)/encore   ## the contract and SIGKILL suites again, with every fast path off and timers as delayed messages
+	ENCORE_FAST_PATH=0 ENCORE_TIMER_POLL=0 $(BIN)/pytest tests/test_contract.py tests/test_timers.py tests/test_reference_scenarios.py tests/test_recovery.py \
 		tests/test_forged_messages.py tests/test_operate.py tests/test_logging.py tests/test_tracing.py \
 		tests/integration/test_worker_processes.py tests/integration/test_features_sigkill.py
 
@@ -37,7 +37,7 @@ chaos-short: $(BIN)/encore   ## the short chaos run CI does
 	$(BIN)/python -m chaos.run --short
 
 chaos-short-plain-path: $(BIN)/encore   ## the same with every fast path off
-	ENCORE_FAST_PATH=0 $(BIN)/python -m chaos.run --short
+	ENCORE_FAST_PATH=0 ENCORE_TIMER_POLL=0 $(BIN)/python -m chaos.run --short
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

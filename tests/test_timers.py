@@ -12,7 +12,7 @@ import pytest
 from dramatiq.middleware import Middleware
 
 from dramatiq_encore import NonDeterminismError, TaskError
-from dramatiq_encore.actors import outbox
+from dramatiq_encore.actors import outbox, poller
 from dramatiq_encore.actors.messages import ENVELOPE
 from tests.conftest import Harness
 from tests.support.waiting import wait_until as _until
@@ -72,7 +72,9 @@ def test_a_two_second_timer_fires_after_its_due_time(harness: Harness) -> None:
 
 
 def test_long_timers_hop_at_most_the_maximum_delay(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a maximum hop of 0.4 s (30 s in production) and a 1.5 s sleep
+    # Given the delayed-message path (no timer poller), a maximum hop of 0.4 s (30 s in
+    # production) and a 1.5 s sleep
+    monkeypatch.setattr(harness.app.settings, "timer_poll", False)
     monkeypatch.setattr(outbox, "MAX_HOP_S", 0.4)
     counter = TimerMessages()
     harness.app.broker.add_middleware(counter)
@@ -85,8 +87,12 @@ def test_long_timers_hop_at_most_the_maximum_delay(harness: Harness, monkeypatch
     assert counter.sent >= 3  # sent, then sent on at least twice
 
 
-def test_a_timer_lost_between_commit_and_publish_is_sent_again(harness: Harness) -> None:
-    # Given a broker that fails the first publish of a timer wake-up (a crash after the commit)
+def test_a_timer_lost_between_commit_and_publish_is_sent_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a broker that fails the first publish of a timer wake-up (a crash after the commit,
+    # or after the poller claimed it: then it is due again after the claim, 0.5 s here)
+    monkeypatch.setattr(poller, "CLAIM_S", 0.5)
     harness.app.broker.add_middleware(TimerMessages(fail_first=True))
 
     @harness.app.task(min_backoff=10, max_backoff=20)
@@ -182,3 +188,30 @@ def test_execute_task_with_options_times_out_deterministically(harness: Harness)
     kinds = [e["e"] for e in journal(app, inv.invocation_id) if e["e"] in ("step", "timer")]
     assert kinds == ["step", "timer", "step", "timer", "step"]
 
+
+
+def test_a_sleeping_workflow_holds_no_message_and_its_timer_leaves_the_index(real_harness: Harness) -> None:
+    app = real_harness.app
+
+    @app.task
+    def long_nap() -> str:
+        long_nap.wf.sleep(3600)
+        return "awake"
+
+    real_harness.start()
+    inv = long_nap.send()
+    assert _until(lambda: inv.status == "suspended", timeout=WAIT)
+    state: Any = app.state
+    shard = state.keys.shard_of(inv.invocation_id)
+    index = f"{state.keys.shard_head(shard)}:ix:due"
+    # The timer is in the store's index, and no message waits for it in the delay queue
+    [member] = state.client.zrange(index, 0, -1)
+    assert member.startswith(f"{inv.invocation_id}\x1f1\x1f")
+    delay_queue = f"{app.default_queue}.DQ"
+    declared = app.broker.channel.queue_declare(delay_queue, passive=True)
+    assert declared.method.message_count == 0
+    # A cancelled workflow's timer leaves the index
+    app.cancel(inv.invocation_id)
+    with pytest.raises(TaskError):
+        inv.wait(timeout=WAIT)
+    assert state.client.zcard(index) == 0

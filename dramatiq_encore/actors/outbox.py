@@ -24,6 +24,7 @@ from .messages import (
     StartEnvelope,
     TimerEnvelope,
 )
+from .poller import polled
 
 if TYPE_CHECKING:
     from ..app import Encore
@@ -85,14 +86,21 @@ class Outbox:
         )
 
     def start_timers(self, record: InvocationRecord, timers: list[TimerEntry | WaitEntry]) -> None:
+        if polled(self.app):
+            return  # the commit put them in the store's timer index: the poller wakes them
         for timer in timers:
             assert timer.due is not None
             envelope = TimerEnvelope(invocation_id=record.invocation_id, step=timer.n, due=timer.due)
             self.send_timer(record.queue, record.task, envelope)
 
-    def send_timer(self, queue: str, actor: str, envelope: TimerEnvelope, at_least_ms: int = 0) -> None:
+    def send_timer(
+        self, queue: str, actor: str, envelope: TimerEnvelope, at_least_ms: int = 0, *, poll: bool = False
+    ) -> None:
         """Send a wake-up to the invocation's own actor, delayed by min(remaining, 30 s)
-        (``at_least_ms``: the store's clock said it is not due yet, whatever this one says)."""
+        (``at_least_ms``: the store's clock said it is not due yet, whatever this one says).
+        With the poller (``poll`` is its own send) a timer not due yet is left to the index."""
+        if polled(self.app) and not poll:
+            return
         remaining = max(0.0, envelope.due - time.time())
         delay = max(math.ceil(min(remaining, MAX_HOP_S) * 1000), at_least_ms)
         self.send(queue, actor, [], {}, envelope.model_dump(mode="json"), delay=delay or None)

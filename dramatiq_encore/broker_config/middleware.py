@@ -14,6 +14,7 @@ from dramatiq.middleware import Middleware
 from .encoder import install_encoder
 
 if TYPE_CHECKING:
+    from ..actors.poller import TimerPoller
     from ..app import Encore
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,14 @@ class EncoreMiddleware(Middleware):
     def __init__(self) -> None:
         #: The apps whose tasks this broker runs (see :func:`attach`).
         self.apps: list[Encore] = []
+        self._pollers: dict[int, TimerPoller] = {}
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from ..actors.poller import TimerPoller, polled
+
+        for app in self.apps:
+            if polled(app):  # this process wakes due timers too (see actors/poller.py)
+                self._pollers.setdefault(id(app), TimerPoller(app)).start()
         for app in self._metered():
             try:
                 from ..observe import metrics  # imports prometheus_client: only now, never at import
@@ -47,6 +54,9 @@ class EncoreMiddleware(Middleware):
                 logger.exception("could not serve Prometheus metrics; the worker runs without them")
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        for poller in self._pollers.values():
+            poller.stop()
+        self._pollers.clear()
         for app in self._metered():
             try:
                 from ..observe import metrics

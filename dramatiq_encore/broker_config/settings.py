@@ -57,6 +57,11 @@ class EncoreSettings(BaseSettings):
     index_shards: int = Field(
         default=16, ge=1, le=1024, description="Redis hash-tag shards of workflow keys and the workflow index"
     )
+    timer_poll: bool = Field(
+        default=True,
+        description="workers poll the store's timer index for due timers (Redis); 0: a delayed message per timer",
+    )
+    timer_poll_interval: float = Field(default=0.25, gt=0, le=10, description="seconds between two polls")
     metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve Prometheus metrics here")
     dashboard_token: str | None = Field(default=None, description="bearer token the dashboard's actions require")
     state_wait: float = Field(

@@ -214,6 +214,8 @@ class StateBackend(abc.ABC):
 
     lease_ms: int = DEFAULT_LEASE_MS
     retention_s: int = DEFAULT_RETENTION_S
+    #: The store keeps a timer index that workers can poll (see :class:`TimerIndex`).
+    timer_index: bool = False
     #: Errors meaning "the store is briefly unreachable": the message is re-sent later
     #: instead of failing (and without using up the task's retries).
     transient_errors: tuple[type[BaseException], ...] = ()
@@ -299,6 +301,16 @@ class StateBackend(abc.ABC):
     def describe(self) -> str:
         """Where the state lives, without credentials (for logs and errors)."""
         return type(self).__name__
+
+
+class TimerIndex(abc.ABC):
+    """Optional interface: every unresolved timer step by due time, written by the commit that
+    records it and removed by the delivery of its wake-up (or its run's end)."""
+
+    @abc.abstractmethod
+    def claim_due_timers(self, limit: int, claim_s: float) -> list[tuple[str, int, float]]:
+        """Timers due now, as (invocation id, step, due), each claimed for ``claim_s`` seconds
+        (due again then, if its wake-up was lost)."""
 
 
 class FirstPass(abc.ABC):

@@ -34,6 +34,8 @@ workflow ids), written by deliver.lua, commit.lua, acquire.lua and reopen.lua::
     <prefix>:{s<n>}:ix:s:<status>                      zset: by status
     <prefix>:{s<n>}:ix:t:<type>                        zset: by workflow type (task name)
     <prefix>:{s<n>}:ix:st:<status>:<type>              zset: by both
+    <prefix>:{s<n>}:ix:due                             zset: unresolved timer steps by due time, member
+                                                       "<invocation id>\x1f<step>\x1f<due>" (polled)
     <prefix>:{s<n>}:ix:exp                             zset: finished roots by expiry time (seconds)
     <prefix>:{s<n>}:ix:fin                             hash: finished root -> "<status>\n<type>", to
                                                        remove it from the index once it expired

@@ -70,6 +70,7 @@ class RedisState(RedisOperations, StateBackend, FirstPass):
     # the runtime re-sends the message later. A script is atomic, so one that did run before
     # its reply was lost shows up as a duplicate trigger, which the runtime repairs.
     transient_errors = (StateUnavailable,)
+    timer_index = True
 
     def __init__(
         self,

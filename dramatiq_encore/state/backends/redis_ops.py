@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backend import TimerIndex
 from ..keys import META_DONE, META_OUTCOME, META_PASSES, META_RECORD, META_SIGNALS, META_STATUS, Keys
 from ..models import InvocationMeta, InvocationRecord, Outcome
 from ..operations import After, IndexRow, Operations, StoredInvocation
@@ -30,7 +31,7 @@ def _rows(reply: list[Any]) -> list[IndexRow]:
     ]
 
 
-class RedisOperations(Operations):
+class RedisOperations(Operations, TimerIndex):
     keys: Keys
     client: Any
     retention_s: int
@@ -54,6 +55,17 @@ class RedisOperations(Operations):
             rows += _rows(self._do(script, [key], [top, after_id, limit]))
         rows.sort(key=lambda row: (row.started_ms, row.workflow_id), reverse=True)
         return rows[:limit]
+
+    def claim_due_timers(self, limit: int, claim_s: float) -> list[tuple[str, int, float]]:
+        # One small script per shard (a Cluster slot each).
+        script = self._script("poll_timers")
+        due: list[tuple[str, int, float]] = []
+        for shard in range(self.keys.shards):
+            key = f"{self.keys.shard_head(shard)}:ix:due"
+            for member in self._do(script, [key], [limit, claim_s]):
+                invocation_id, step, when = text(member).split("\x1f")
+                due.append((invocation_id, int(step), float(when)))
+        return due
 
     def count_index(self, status: str) -> int:
         pipe = self.client.pipeline(transaction=False)

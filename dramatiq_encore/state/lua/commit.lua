@@ -57,6 +57,7 @@ if reset ~= '' then
   if grew then
     return {0, 1}
   end
+  timers_dropped(meta, index_id(meta), steps, resolved)
   redis.call('DEL', journal, resolved, steps)
   -- Unconsumed signals are carried over as this pass's entries.
   redis.call('HSET', meta, 'rec', reset, 'run', run, 'first', first, 'sigs', entries[2] - entries[1] + 1)
@@ -66,6 +67,7 @@ local at = redis.call('LLEN', journal)  -- where this pass's entries start
 call_chunked('RPUSH', journal, entries[1], entries[2])
 call_chunked('SADD', resolved, claims[1], claims[2])
 call_chunked('HSET', steps, recorded[1], recorded[2])
+timers_recorded(meta, index_id(meta), recorded[1], recorded[2])
 if reset == '' and claims[2] >= claims[1] then
   redis.call('HINCRBY', meta, 'sigs', claims[1] - claims[2] - 1)
 end
@@ -88,6 +90,7 @@ end
 
 if finished == '1' then
   local now = now_s()
+  timers_dropped(meta, index_id(meta), steps, resolved)
   set_status(meta, status)
   if outcome == '' then
     redis.call('HDEL', meta, 'outcome')

@@ -111,6 +111,42 @@ local function take_lock(meta, lock, token, lease_ms)
   return false
 end
 
+-- The timer index (keys.py): every unresolved timer step of the shard's invocations, by due
+-- time, member '<invocation id>\31<step>\31<due>', for the workers' poller (poll_timers.lua).
+local function index_id(meta)
+  return string.match(meta, '^.-}:inv:(.*):meta$')
+end
+
+local function timer_key(meta)
+  return string.match(meta, '^(.-})') .. ':ix:due'
+end
+
+local function timer_member(id, step, due_text)
+  return id .. '\31' .. step .. '\31' .. due_text
+end
+
+-- Register the timer steps a commit recorded ('t:<due>' entries of its steps section).
+local function timers_recorded(meta, id, first, last)
+  for k = first, last, 2 do
+    local recorded = ARGV[k + 1]
+    if string.sub(recorded, 1, 2) == 't:' then
+      local due_text = string.sub(recorded, 3)
+      redis.call('ZADD', timer_key(meta), tonumber(due_text), timer_member(id, ARGV[k], due_text))
+    end
+  end
+end
+
+-- Forget the unresolved timers of a run that ends (finished, or continued as new).
+local function timers_dropped(meta, id, steps, resolved)
+  local fields = redis.call('HGETALL', steps)
+  for k = 1, #fields, 2 do
+    local recorded = fields[k + 1]
+    if string.sub(recorded, 1, 2) == 't:' and redis.call('SISMEMBER', resolved, fields[k]) == 0 then
+      redis.call('ZREM', timer_key(meta), timer_member(id, fields[k], string.sub(recorded, 3)))
+    end
+  end
+end
+
 -- The registry of a tree (keys.py) names its invocations ('i:<id>') and its workflows' data
 -- ('w:<workflow id>'), not every key: the keys of each member, from the registry's shard head.
 local INVOCATION_SUFFIXES = {'meta', 'journal', 'triggers', 'resolved', 'waiting', 'steps'}

@@ -27,6 +27,12 @@ local meta, journal, triggers, resolved, waiting, lock, registry, steps, lost, r
 local kind, trigger_key, record, digest, root, step, token, lease_ms, load_from, payload, name, run,
   id, fingerprint, due, limit, retention_s, workflow_type = unpack(ARGV)
 
+-- A timer message takes its step out of the timer index whatever the verdict (it is resolved,
+-- stale or refused); one that came early puts it back at the recorded due time.
+if kind == 'timer' then
+  redis.call('ZREM', timer_key(meta), timer_member(id, step, due))
+end
+
 local function reply(verdict, detail, duplicate, status)
   return {verdict, detail or '', duplicate or 0, status or 'pending', '', 0}
 end
@@ -106,6 +112,7 @@ local function step_outcome()
     return nil, reply('refused', 'step ' .. step .. ' is due at ' .. string.sub(recorded, 3) .. ', not ' .. due)
   end
   if now_s() < at - DUE_SLACK_S then
+    redis.call('ZADD', timer_key(meta), at, timer_member(id, step, string.sub(recorded, 3)))
     return nil, reply('due', string.sub(recorded, 3))
   end
   return payload
