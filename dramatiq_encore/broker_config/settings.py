@@ -61,7 +61,7 @@ class EncoreSettings(BaseSettings):
         default=True,
         description="workers poll the store's timer index for due timers (Redis); 0: a delayed message per timer",
     )
-    timer_poll_interval: float = Field(default=0.25, gt=0, le=10, description="seconds between two polls")
+    timer_poll_interval: float = Field(default=0.5, gt=0, le=10, description="seconds between two polls")
     metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve Prometheus metrics here")
     dashboard_token: str | None = Field(default=None, description="bearer token the dashboard's actions require")
     state_wait: float = Field(
