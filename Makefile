@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-plain-path lint bench chaos chaos-short chaos-short-plain-path clean
+.PHONY: demo test test-plain-path lint bench bench-guard chaos chaos-short chaos-short-plain-path clean
 
 $(BIN)/encore: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,9 +26,15 @@ lint: $(BIN)/encore
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost
+bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost: every workload against the raw-dramatiq floor
 	$(BIN)/python benchmarks/step_latency.py
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/sleepers.py
+	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/index_cost.py
+
+bench-guard: $(BIN)/encore   ## under a minute: fails when W1 > 3 x the floor or W2 < 0.25 of it
+	$(BIN)/python benchmarks/guard.py
 
 chaos: $(BIN)/encore   ## long chaos run: 300 workflows, 30+ faults
 	$(BIN)/python -m chaos.run --workflows 300 --seed 1
