@@ -24,7 +24,7 @@ from .messages import (
     StartEnvelope,
     TimerEnvelope,
 )
-from .poller import polled
+from .poller import Shadow, polled
 
 if TYPE_CHECKING:
     from ..app import Encore
@@ -37,6 +37,8 @@ class Outbox:
 
     def __init__(self, app: Encore) -> None:
         self.app = app
+        #: Timers this process recorded, checked after they are due (see :class:`.poller.Shadow`).
+        self.shadow = Shadow()
 
     def send(
         self,
@@ -86,8 +88,11 @@ class Outbox:
         )
 
     def start_timers(self, record: InvocationRecord, timers: list[TimerEntry | WaitEntry]) -> None:
-        if polled(self.app):
-            return  # the commit put them in the store's timer index: the poller wakes them
+        if polled(self.app):  # the commit put them in the store's timer index: the poller wakes them
+            for timer in timers:
+                assert timer.due is not None
+                self.shadow.add(timer.due, record.invocation_id, timer.n, record.queue, record.task)
+            return
         for timer in timers:
             assert timer.due is not None
             envelope = TimerEnvelope(invocation_id=record.invocation_id, step=timer.n, due=timer.due)

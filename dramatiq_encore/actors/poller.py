@@ -14,9 +14,11 @@ the runtime sends a delayed message per timer instead (:meth:`.outbox.Outbox.sen
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from ..state.backend import TimerIndex
@@ -30,6 +32,40 @@ logger = logging.getLogger(__name__)
 #: A claimed wake-up that was lost is due again after this long.
 CLAIM_S = 30.0
 BATCH = 200
+#: How long after its due time a timer this process recorded is checked for (see Shadow).
+GRACE_S = 2.0
+
+
+class Shadow:
+    """The timers this process recorded, kept (bounded) until a little after they are due.
+
+    The timer index lives in the store: a store that loses its data (a restart without
+    persistence) loses the index too, and a workflow that only sleeps would never learn it
+    (the delayed-message path had a message in RabbitMQ that came back and found no record).
+    So each process remembers the timers it recorded; once one is ``GRACE_S`` past its due
+    time and the store has no record of its invocation, the poller sends its wake-up anyway,
+    and its delivery marks the invocation lost, loudly, as every other message does. At most
+    ``size`` timers per process (the oldest are dropped: best effort after a restart).
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._heap: list[tuple[float, str, int, str, str]] = []
+        self._lock = threading.Lock()
+
+    def add(self, due: float, invocation_id: str, step: int, queue: str, actor: str) -> None:
+        with self._lock:
+            heapq.heappush(self._heap, (due, invocation_id, step, queue, actor))
+            if len(self._heap) > self.size:
+                self._heap = heapq.nsmallest(self.size, self._heap)
+                heapq.heapify(self._heap)
+
+    def past(self, now: float) -> list[tuple[float, str, int, str, str]]:
+        with self._lock:
+            out = []
+            while self._heap and self._heap[0][0] + GRACE_S <= now:
+                out.append(heapq.heappop(self._heap))
+            return out
 
 
 def polled(app: Encore) -> bool:
@@ -60,8 +96,17 @@ class TimerPoller:
             try:
                 while self.poll() == BATCH:  # a backlog: go on at once
                     pass
+                self.check_shadow()
             except Exception:  # the store or the broker is down: the next round tries again
                 logger.warning("the timer poller could not wake due timers; it tries again", exc_info=True)
+
+    def check_shadow(self) -> None:
+        """Timers this process recorded, now past due: wake those whose invocation the store
+        no longer knows (the delivery marks them lost)."""
+        for due, invocation_id, step, queue, actor in self.app.runtime.outbox.shadow.past(time.time()):
+            if self.app.state.get_meta(invocation_id) is None and self.app.state.lost_reason(invocation_id) is None:
+                envelope = TimerEnvelope(invocation_id=invocation_id, step=step, due=due)
+                self.app.runtime.outbox.send_timer(queue, actor, envelope, poll=True)
 
     def poll(self) -> int:
         """Wake the timers due now; how many there were."""
