@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.integration.workers import WorkerProcess, wait_until
+from tests.integration.workers import WorkerProcess, stop_all, wait_until
 from tests.support.rabbit import consumer_count, delete_queues
 from tests.support.services import require_real_services
 
@@ -67,9 +67,4 @@ def workers(it_env: dict[str, str], wf_app: ModuleType, tmp_path: Path) -> Itera
     try:
         yield group
     finally:
-        for worker in group:
-            worker.stop()
-        for worker in group:
-            text = worker.log.read_text(errors="replace")
-            if "Traceback" in text:
-                print(f"--- {worker.log.name} ---\n{text[-4000:]}")
+        stop_all(group)

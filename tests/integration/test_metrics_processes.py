@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.integration.workers import WorkerProcess, wait_until
+from tests.integration.workers import WorkerProcess, stop_all, wait_until
 from tests.support.rabbit import consumer_count
 from tests.test_metrics import Samples, scrape, total, value
 
@@ -84,12 +84,7 @@ def metered(it_env: dict[str, str], wf_app: ModuleType, tmp_path: Path) -> Itera
         assert wait_until(lambda: len(result.ports()) == 2, 10), [w.log.read_text() for w in group]
         yield result
     finally:
-        for worker in group:
-            worker.stop()
-        for worker in group:
-            text = worker.log.read_text(errors="replace")
-            if "Traceback" in text:
-                print(f"--- {worker.log.name} ---\n{text[-4000:]}")
+        stop_all(group)
 
 
 def _summed(all_samples: list[Samples], name: str, **labels: str) -> float:

@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from dramatiq_encore.observe import tracing
 from tests.integration.conftest import MODULE
-from tests.integration.workers import WorkerProcess, wait_until
+from tests.integration.workers import WorkerProcess, stop_all, wait_until
 from tests.support.rabbit import consumer_count
 
 pytestmark = pytest.mark.realservices
@@ -54,12 +54,7 @@ def traced_workers(
     try:
         yield group
     finally:
-        for worker in group:
-            worker.stop()
-        for worker in group:
-            text = worker.log.read_text(errors="replace")
-            if "Traceback" in text:
-                print(f"--- {worker.log.name} ---\n{text[-4000:]}")
+        stop_all(group)
 
 
 @pytest.fixture

@@ -45,6 +45,16 @@ class WorkerProcess:
         self.proc = None
 
 
+def stop_all(group: list[WorkerProcess]) -> None:
+    """Stop a group of workers, then print the end of each log that holds a traceback."""
+    for worker in group:
+        worker.stop()
+    for worker in group:
+        text = worker.log.read_text(errors="replace")
+        if "Traceback" in text:
+            print(f"--- {worker.log.name} ---\n{text[-4000:]}")
+
+
 def wait_until(condition, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
