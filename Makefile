@@ -32,6 +32,7 @@ bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost: every workload against 
 	$(BIN)/python benchmarks/sleepers.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/index_cost.py
+	$(BIN)/python benchmarks/scaling.py
 
 bench-guard: $(BIN)/encore   ## under a minute: fails when W1 > 3 x the floor or W2 < 0.25 of it
 	$(BIN)/python benchmarks/guard.py
