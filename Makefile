@@ -25,6 +25,7 @@ test-plain-path: $(BIN)/encore   ## the contract and SIGKILL suites again, with 
 lint: $(BIN)/encore
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict --warn-unused-ignores tests/typing   ## the typed API's expectations (tests/typing/README.md)
 
 bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost: every workload against the raw-dramatiq floor
 	$(BIN)/python benchmarks/step_latency.py
