@@ -22,9 +22,10 @@ test-plain-path: $(BIN)/encore   ## the contract and SIGKILL suites again, with 
 		tests/test_forged_messages.py tests/test_operate.py tests/test_logging.py tests/test_tracing.py \
 		tests/integration/test_worker_processes.py tests/integration/test_features_sigkill.py
 
-lint: $(BIN)/encore
+lint: $(BIN)/encore   ## ruff, mypy --strict on the package, and the typed API's expectations (tests/typing)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict --warn-unused-ignores tests/typing
 
 bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost: every workload against the raw-dramatiq floor
 	$(BIN)/python benchmarks/step_latency.py
