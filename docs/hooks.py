@@ -17,5 +17,7 @@ PLOTS = ("benchmarks/throughput.png", "benchmarks/w3.png")
 
 def on_files(files: Files, config: Any) -> Files:
     for path in PLOTS:
-        files.append(File(path, src_dir=str(ROOT), dest_dir=config["site_dir"], use_directory_urls=config["use_directory_urls"]))
+        urls = config["use_directory_urls"]
+        plot = File(path, src_dir=str(ROOT), dest_dir=config["site_dir"], use_directory_urls=urls)
+        files.append(plot)
     return files
