@@ -22,9 +22,10 @@ test-plain-path: $(BIN)/encore   ## the contract and SIGKILL suites again, with 
 		tests/test_forged_messages.py tests/test_operate.py tests/test_logging.py tests/test_tracing.py \
 		tests/integration/test_worker_processes.py tests/integration/test_features_sigkill.py
 
-lint: $(BIN)/encore
+lint: $(BIN)/encore   ## ruff, mypy --strict on the package, and the typed API's expectations (tests/typing)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict --warn-unused-ignores tests/typing
 
 docs: $(BIN)/encore   ## the documentation site (docs/, mkdocs.yml) into site/; --strict fails on any warning
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
@@ -35,6 +36,7 @@ bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost: every workload against 
 	$(BIN)/python benchmarks/sleepers.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/index_cost.py
+	$(BIN)/python benchmarks/scaling.py
 
 bench-guard: $(BIN)/encore   ## under a minute: fails when W1 > 3 x the floor or W2 < 0.25 of it
 	$(BIN)/python benchmarks/guard.py
