@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-plain-path lint bench bench-guard chaos chaos-short chaos-short-plain-path clean
+.PHONY: demo test test-plain-path lint docs bench bench-guard chaos chaos-short chaos-short-plain-path clean
 
 $(BIN)/encore: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,9 @@ lint: $(BIN)/encore   ## ruff, mypy --strict on the package, and the typed API's
 	$(BIN)/mypy
 	$(BIN)/mypy --strict --warn-unused-ignores tests/typing
 
+docs: $(BIN)/encore   ## the documentation site (docs/, mkdocs.yml) into site/; --strict fails on any warning
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost: every workload against the raw-dramatiq floor
 	$(BIN)/python benchmarks/step_latency.py
 	$(BIN)/python benchmarks/throughput.py
@@ -48,4 +51,4 @@ chaos-short-plain-path: $(BIN)/encore   ## the same with every fast path off
 	ENCORE_FAST_PATH=0 ENCORE_TIMER_POLL=0 $(BIN)/python -m chaos.run --short
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache

@@ -298,11 +298,13 @@ class StepOperations(PassState):
 
         The timer is a step: its due time (the clock when first reached, plus ``duration``) is
         recorded, so a replay neither restarts nor shortens it, and no worker holds it in
-        memory. After the pass commits, the runtime sends the invocation a wake-up message
-        delayed by min(remaining, 30 s); a worker that receives it before the due time sends
-        it on again with the remaining delay, so no delayed message is held for more than
-        30 s and a worker crash loses nothing (the message is redelivered). When it is due,
-        it resolves the step and the workflow replays past ``sleep``.
+        memory. With Redis (and ``ENCORE_TIMER_POLL`` on, the default) the commit that records
+        it also puts it in the store's timer index, which every worker process polls; the
+        process that claims it when due sends the wake-up. Otherwise, after the pass commits,
+        the runtime sends the invocation a wake-up message delayed by min(remaining, 30 s); a
+        worker that receives it before the due time sends it on again with the remaining
+        delay. Either way a worker crash loses nothing. When it is due, the wake-up resolves
+        the step and the workflow replays past ``sleep``.
 
         >>> wf.sleep(dt.timedelta(hours=24))  # reminder tomorrow
         """

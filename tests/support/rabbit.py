@@ -9,6 +9,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 
+# --8<-- [start:publish] (docs/how-to/other-languages.md includes channel and publish)
 @contextlib.contextmanager
 def channel(url: str) -> Iterator[BlockingChannel]:
     connection = pika.BlockingConnection(pika.URLParameters(url))
@@ -24,6 +25,7 @@ def publish(url: str, queue: str, body: bytes) -> None:
     with channel(url) as ch:
         ch.confirm_delivery()
         ch.basic_publish("", queue, body, pika.BasicProperties(content_type="application/json", delivery_mode=2))
+# --8<-- [end:publish]
 
 
 def dead_letters(url: str, queue: str) -> int:
