@@ -22,7 +22,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-# DESIGN.md: tasks default to 3 retries with exponential backoff from 1 s to 30 s.
+# Tasks default to 3 retries with exponential backoff from 1 s to 30 s.
 RETRY_DEFAULTS = {"max_retries": 3, "min_backoff": 1_000, "max_backoff": 30_000}
 _PIPELINE_OPTIONS = ("pipe_target", "pipe_ignore")
 _CALLBACK_OPTIONS = ("on_success", "on_failure")
