@@ -29,6 +29,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,12 @@ class Cluster:
         rows = [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
         return {row[0]: {"type": row[1], "leader": row[2], "online": row[3]} for row in rows if len(row) >= 4}
 
+    def client_ports(self, node: Node) -> list[int]:
+        """The AMQP port of every client connection in the cluster (which node each one is on)."""
+        out = self.ctl(node, "list_connections", "-q", "--no-table-headers", "port")
+        assert out.returncode == 0, out.stderr
+        return [int(line) for line in out.stdout.split() if line.isdigit()]
+
     def stop_node(self, node: Node, timeout: float = 30) -> None:
         """``rabbitmqctl stop`` (connections are closed, quorum leaders move), else SIGKILL."""
         if node.proc is None:
@@ -131,10 +138,8 @@ class Cluster:
         with contextlib.suppress(subprocess.TimeoutExpired):
             if node.running:
                 self.ctl(node, "stop", timeout=timeout)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             node.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):  # the node's whole group: erl, beam, helpers
             os.killpg(node.proc.pid, signal.SIGKILL)
         node.proc.wait(timeout=10)
@@ -185,7 +190,8 @@ def await_node(cluster: Cluster, node: Node, deadline: float) -> None:
         if left <= 0:
             raise TimeoutError(f"{node.name} did not start; see {node.directory / 'log'}")
         with contextlib.suppress(subprocess.TimeoutExpired):
-            if cluster.ctl(node, "await_startup", "--timeout", str(int(max(left, 1))), timeout=left + 5).returncode == 0:
+            answer = cluster.ctl(node, "await_startup", "--timeout", str(int(max(left, 1))), timeout=left + 5)
+            if answer.returncode == 0:
                 return
         time.sleep(0.5)
 
@@ -220,5 +226,5 @@ def rabbit_cluster(directory: Path, size: int = 3, timeout: float = 120.0) -> It
             _join(cluster, node, nodes[0], deadline)
         yield cluster
     finally:
-        for node in nodes:
-            cluster.stop_node(node)
+        with ThreadPoolExecutor(len(nodes)) as pool:  # in parallel: each stop takes seconds
+            list(pool.map(cluster.stop_node, nodes))
