@@ -63,7 +63,8 @@ class Encore:
     >>> app = Encore(broker=my_broker, state=RedisState.from_url("redis://localhost:6379/0"))
 
     With no ``ENCORE_BROKER_URL`` and no broker given, tasks run embedded: a stub broker
-    and an in-process worker that starts on the first ``send``.
+    and an in-process worker that starts on the first ``send``. ``clock`` is where timers and
+    ``wf.utc_now`` read the time (:mod:`dramatiq_encore.clock`; the testing kit's is virtual).
     """
 
     def __init__(
