@@ -12,6 +12,7 @@ import pytest
 
 from dramatiq_encore import Encore, StepTimeout, TaskError
 from dramatiq_encore.broker_config import EncoreSettings
+from dramatiq_encore.clock import REAL_CLOCK
 from dramatiq_encore.errors import BrokerUnavailable
 from dramatiq_encore.testing import EncoreEnv, assert_replays, run_workflow, start_workflow
 
@@ -140,6 +141,14 @@ def test_a_signal_sent_between_steps_arrives_before_a_two_day_timeout() -> None:
     assert result["waited_s"] < 3600
 
 
+def test_wait_suspended_works_on_the_real_clock_too() -> None:
+    with start_workflow(approval, "doc-4") as run:
+        run.wait_suspended(signal="approval")
+        run.signal("approval", {"by": "grace"})
+        assert run.result(timeout=10)["by"] == "grace"
+        assert run.env.clock.skipped == 0.0
+
+
 def test_a_cancel_sent_between_steps_cancels_the_workflow() -> None:
     with start_workflow(approval, "doc-2", skip_time=True) as run:
         run.wait_suspended()
@@ -162,7 +171,7 @@ def test_a_kit_run_exports_a_history_that_assert_replays_accepts() -> None:
 def test_the_kit_leaves_the_module_app_alone() -> None:
     broker, state = app.broker, app.state
     assert run_workflow(pipeline, 1) == 3
-    assert (app.broker, app.state) == (broker, state)
+    assert (app.broker, app.state, app.clock) == (broker, state, REAL_CLOCK)
     assert app.list_workflows().items == []
 
 
