@@ -22,6 +22,7 @@ from .actors.task import Task, TaskDecorator
 from .broker_config import EncoreSettings, load_settings, make_broker, redact
 from .broker_config.embedded import EmbeddedWorker
 from .broker_config.middleware import install
+from .clock import REAL_CLOCK, Clock
 from .errors import BrokerUnavailable, EncoreError, StateLost, TooManySignals
 from .invocation import Invocation
 from .state.backend import StateBackend
@@ -63,7 +64,8 @@ class Encore:
     >>> app = Encore(broker=my_broker, state=RedisState.from_url("redis://localhost:6379/0"))
 
     With no ``ENCORE_BROKER_URL`` and no broker given, tasks run embedded: a stub broker
-    and an in-process worker that starts on the first ``send``.
+    and an in-process worker that starts on the first ``send``. ``clock`` is where timers and
+    ``wf.utc_now`` read the time (:mod:`dramatiq_encore.clock`; the testing kit's is virtual).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Encore:
         *,
         settings: EncoreSettings | None = None,
         default_queue: str = "default",
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.embedded = broker is None and self.settings.broker_url is None
@@ -83,6 +86,8 @@ class Encore:
             # The `dramatiq` CLI runs whatever broker is global after importing the module.
             dramatiq.set_broker(self.broker)
         self.default_queue = default_queue
+        #: Where timers, due checks and ``wf.utc_now`` read the time (the testing kit's is virtual).
+        self.clock = clock or REAL_CLOCK
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.runtime = Runtime(self)
         self._worker = EmbeddedWorker(self.broker) if self.embedded else None

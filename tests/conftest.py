@@ -24,8 +24,9 @@ from tests.support.redis_cluster import redis_cluster, require_redis_server
 from tests.support.services import require_real_services, stop_containers
 
 BACKENDS = ["memory", "redis"]
-# The state backends' fixtures (state, make_state, make_redis), for the state-level tests.
-pytest_plugins = ["tests.integration.state_support"]
+# The state backends' fixtures (state, make_state, make_redis), for the state-level tests;
+# pytester, for the test of the testing kit's plugin.
+pytest_plugins = ["tests.integration.state_support", "pytester"]
 
 
 class Harness:

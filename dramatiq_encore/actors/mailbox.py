@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
@@ -192,7 +191,7 @@ class Mailbox:
         return False
 
     def _early_timer(self, task: Task[Any, Any], envelope: TimerEnvelope, message: MessageProxy) -> bool:
-        if polled(self.app) or envelope.due - time.time() <= DUE_SLACK_S:
+        if polled(self.app) or envelope.due - self.app.clock.time() <= DUE_SLACK_S:
             return False  # the poller sends only due timers (by the store's clock, which decides)
         due = self.state.timer_due(envelope.invocation_id, envelope.step)
         if due is None:

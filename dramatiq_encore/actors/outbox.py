@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
@@ -106,7 +105,7 @@ class Outbox:
         With the poller (``poll`` is its own send) a timer not due yet is left to the index."""
         if polled(self.app) and not poll:
             return
-        remaining = max(0.0, envelope.due - time.time())
+        remaining = max(0.0, envelope.due - self.app.clock.time())
         delay = max(math.ceil(min(remaining, MAX_HOP_S) * 1000), at_least_ms)
         self.send(queue, actor, [], {}, envelope.model_dump(mode="json"), delay=delay or None)
 

@@ -11,7 +11,6 @@ A :class:`PassTimer` times a pass for :class:`~dramatiq_encore.observe.hooks.Pas
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,10 +31,6 @@ from .replay import Pass, PassOutcome, Snapshot, error_info
 
 if TYPE_CHECKING:
     from .task import Task
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 #: Fetches what a pass needs from the store (a data value) between two of its steps.
@@ -94,8 +89,9 @@ def begin(
         args, kwargs = task.codec.load_args(record.args, record.kwargs)
     except ArgumentError as exc:
         return PassOutcome("failed", error=error_info(exc), exception=exc)
+    clock = task._app.clock.utc_now  # the real clock, or the testing kit's virtual one
     step = Pass(
-        snapshot, task.fn, args, kwargs, clock=_utc_now, origin=origin, max_payload=max_payload, speculative=speculative
+        snapshot, task.fn, args, kwargs, clock=clock, origin=origin, max_payload=max_payload, speculative=speculative
     )
     if timer is not None:
         # The engine appends every entry a pass records to this list (PassState._append):

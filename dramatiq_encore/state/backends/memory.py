@@ -36,7 +36,9 @@ class MemoryState(MemoryOperations, StateBackend, FirstPass):
     create one per test.
     """
 
-    def __init__(self, *, lease_ms: int | None = None) -> None:
+    def __init__(self, *, lease_ms: int | None = None, clock: Callable[[], float] = time.time) -> None:
+        """``clock``: the epoch seconds timers are due by (the app's clock: see :mod:`dramatiq_encore.clock`)."""
+        self._clock = clock
         if lease_ms is not None:
             self.lease_ms = lease_ms
         self._invocations: dict[str, _Invocation] = {}
@@ -149,7 +151,7 @@ class MemoryState(MemoryOperations, StateBackend, FirstPass):
         due = float(recorded[2:])
         if trigger.due != due:
             return _refused(f"step {trigger.step} is due at {recorded[2:]}, not {trigger.due!r}")
-        if time.time() < due - DUE_SLACK_S:
+        if self._clock() < due - DUE_SLACK_S:
             return Delivery(verdict="due", duplicate=False, status=inv.status, detail=recorded[2:])
         return None
 

@@ -1,4 +1,4 @@
-"""Testing helpers for users' own test suites.
+"""`assert_replays`: a recorded history replays against the current code.
 
 >>> from dramatiq_encore.testing import assert_replays
 >>> assert_replays(app, "tests/histories/order-A-1.json")   # a file `encore export` wrote
@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .operate.replayer import load_history, replay
-from .views import History
+from ..operate.replayer import load_history, replay
+from ..views import History
 
 if TYPE_CHECKING:
-    from .app import Encore
+    from ..app import Encore
 
 __all__ = ["assert_replays"]
 
