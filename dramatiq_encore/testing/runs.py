@@ -20,7 +20,7 @@ class Run:
     ...     assert run.result() == "published"
     """
 
-    def __init__(self, env: EncoreEnv, app: Encore, invocation: Invocation) -> None:
+    def __init__(self, env: EncoreEnv, app: Encore, invocation: Invocation[Any]) -> None:
         self.env = env
         self.app = app
         self.invocation = invocation
