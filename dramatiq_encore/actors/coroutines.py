@@ -123,13 +123,14 @@ class CoroutinePass:
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """In the pass's greenlet: the coroutine's value, or what it raised (a suspension too)."""
         context = contextvars.copy_context()  # the pass's: its wf context, the current message
+        if self._ask is not None:
+            self._ctx.ask = self._relay  # before the coroutine starts: it may ask at once
         try:
             self._loop.call_soon_threadsafe(self._spawn, coro, context)
         except RuntimeError:  # the loop closed meanwhile (a shutdown)
+            self._ctx.ask = self._ask
             coro.close()
             raise
-        if self._ask is not None:
-            self._ctx.ask = self._relay
         try:
             return self._serve()
         finally:
@@ -169,27 +170,33 @@ class CoroutinePass:
 
     def _next(self) -> _Finished | tuple[Needs, _Reply]:
         try:
-            while True:
-                try:
-                    return self._inbox.get(timeout=POLL_S)
-                except queue.Empty:
-                    continue
+            item = None
+            while item is None:
+                item = self._take(POLL_S)
+            return item
         except BaseException:  # dramatiq's Interrupt (time limit, shutdown) in this thread
             self._interrupted()
             raise
+
+    # Not a `continue` in an `except queue.Empty:` block: with CPython 3.11, an asynchronous
+    # exception raised at that jump was seen to escape the enclosing `except BaseException`.
+    def _take(self, timeout: float) -> _Finished | tuple[Needs, _Reply] | None:
+        try:
+            return self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def _interrupted(self) -> None:
         """Cancel the coroutine and give it a moment to unwind; it records nothing more."""
         self._ctx.suspending = True
         self._closed = True
         self._loop.call_soon_threadsafe(self._cancel)
-        try:
-            item = self._inbox.get(timeout=CANCEL_WAIT_S)
-            while not isinstance(item, _Finished):
-                item[1].error = Abandoned()
-                item[1].ready.set()
-                item = self._inbox.get(timeout=CANCEL_WAIT_S)
-        except queue.Empty:
+        item = self._take(CANCEL_WAIT_S)
+        while isinstance(item, tuple):  # a question asked meanwhile: no answer will come
+            item[1].error = Abandoned()
+            item[1].ready.set()
+            item = self._take(CANCEL_WAIT_S)
+        if item is None:
             logger.warning("an interrupted async task did not finish within %s s of its cancellation", CANCEL_WAIT_S)
 
     def _cancel(self) -> None:
