@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from dramatiq_encore.errors import MisuseError
 from dramatiq_encore.actors.context import current_context
 from dramatiq_encore.actors.pass_state import Needs
 from dramatiq_encore.actors.replay import PassOutcome
+from dramatiq_encore.errors import MisuseError
 from tests.unit.test_replay_engine import (
     CHARGE,
     RESERVE,
