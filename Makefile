@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-plain-path lint bench bench-guard chaos chaos-short chaos-short-plain-path clean
+.PHONY: demo test test-plain-path lint docs bench bench-guard chaos chaos-short chaos-short-plain-path clean
 
 $(BIN)/encore: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,9 +22,13 @@ test-plain-path: $(BIN)/encore   ## the contract and SIGKILL suites again, with 
 		tests/test_forged_messages.py tests/test_operate.py tests/test_logging.py tests/test_tracing.py tests/test_async_tasks.py \
 		tests/integration/test_worker_processes.py tests/integration/test_features_sigkill.py
 
-lint: $(BIN)/encore
+lint: $(BIN)/encore   ## ruff, mypy --strict on the package, and the typed API's expectations (tests/typing)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict --warn-unused-ignores tests/typing
+
+docs: $(BIN)/encore   ## the documentation site (docs/, mkdocs.yml) into site/; --strict fails on any warning
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost: every workload against the raw-dramatiq floor
 	$(BIN)/python benchmarks/step_latency.py
@@ -32,6 +36,7 @@ bench: $(BIN)/encore   ## RabbitMQ + Redis on localhost: every workload against 
 	$(BIN)/python benchmarks/sleepers.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/index_cost.py
+	$(BIN)/python benchmarks/scaling.py
 
 bench-guard: $(BIN)/encore   ## under a minute: fails when W1 > 3 x the floor or W2 < 0.25 of it
 	$(BIN)/python benchmarks/guard.py
@@ -46,4 +51,4 @@ chaos-short-plain-path: $(BIN)/encore   ## the same with every fast path off
 	ENCORE_FAST_PATH=0 ENCORE_TIMER_POLL=0 $(BIN)/python -m chaos.run --short
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache

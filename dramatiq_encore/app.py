@@ -7,7 +7,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
 import dramatiq
@@ -18,7 +18,7 @@ from dramatiq.errors import BrokerConnectionError
 from .actors.codec import check_size, to_json_value
 from .actors.messages import CancelEnvelope, SignalEnvelope
 from .actors.runtime import Runtime
-from .actors.task import Task
+from .actors.task import Task, TaskDecorator
 from .broker_config import EncoreSettings, load_settings, make_broker, redact
 from .broker_config.embedded import EmbeddedWorker
 from .broker_config.middleware import install
@@ -39,6 +39,7 @@ _EMBEDDED_WORKER_WARNING = (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def _make_state(settings: EncoreSettings) -> StateBackend:
@@ -89,14 +90,26 @@ class Encore:
             logger.warning(_EMBEDDED_WORKER_WARNING)
 
     # -- declaring tasks ------------------------------------------------------------------
+    # Typed: the task keeps the function's signature (Task[P, R]); an ``async def`` returning T gives Task[P, T].
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, T]]) -> Task[P, T]: ...
     @overload
     def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
     @overload
-    def task(self, fn: None = None, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    def task(
+        self,
+        fn: None = None,
+        *,
+        force_new_workflow: bool = False,
+        actor_name: str | None = None,
+        queue_name: str = ...,
+        priority: int = 0,
+        **options: Any,
+    ) -> TaskDecorator: ...
 
     def task(
-        self, fn: Callable[P, R] | None = None, **options: Any
-    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        self, fn: Callable[..., Any] | None = None, **options: Any
+    ) -> Task[Any, Any] | Callable[[Callable[P, R]], Task[P, R]]:
         """Declare a task, bare (``@app.task``) or with options (``@app.task(queue_name=...)``).
 
         ``force_new_workflow=True`` makes the task start its own child workflow when a
@@ -117,7 +130,7 @@ class Encore:
         return type(self.broker).__name__
 
     # -- handles --------------------------------------------------------------------------
-    def get_invocation(self, invocation_id: str) -> Invocation:
+    def get_invocation(self, invocation_id: str) -> Invocation[Any]:
         """A handle on any invocation by id; unknown ids read ``pending``."""
         return Invocation(self, invocation_id)
 

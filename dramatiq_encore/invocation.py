@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import EncoreError, TaskError, WorkflowIdConflict
 from .identity import SEPARATOR, WorkflowIdentity
@@ -12,9 +12,12 @@ if TYPE_CHECKING:
     from .app import Encore
 
 _UNSET: Any = object()
+#: The task's result type: ``Task[P, R].send`` and ``wf.execute_task`` return ``Invocation[R]``.
+R_co = TypeVar("R_co", covariant=True)
+T = TypeVar("T")
 
 
-class Invocation:
+class Invocation(Generic[R_co]):
     """A handle on one task invocation, usable from any process.
 
     >>> inv = process_order.send("A-1")
@@ -23,6 +26,9 @@ class Invocation:
     A handle for an id no worker has seen yet reads ``pending`` and ``wait()`` waits; one whose
     state the store lost (a message for it arrived, the store had no record) reads ``lost``,
     and ``wait()`` raises :class:`~dramatiq_encore.errors.StateLost`.
+
+    ``Invocation[R]`` is typed with its task's result type ``R`` (``Invocation[Any]`` from
+    ``app.get_invocation``); ``result`` is typed ``R`` although it reads None while unfinished.
     """
 
     def __init__(
@@ -34,10 +40,10 @@ class Invocation:
         # A start with a chosen workflow id: the run found there must be the one this handle sent.
         self._expected_digest = expected_digest
         self._identity: WorkflowIdentity | None = None
-        self._result: Any = _UNSET
+        self._result: R_co = _UNSET
 
     @classmethod
-    def finished(cls, invocation_id: str, identity: WorkflowIdentity, result: Any) -> Invocation:
+    def finished(cls: type[Invocation[T]], invocation_id: str, identity: WorkflowIdentity, result: T) -> Invocation[T]:
         """A handle on a step that already succeeded (what ``wf.execute_task`` returns)."""
         # Made at every replayed step: the fields are set directly, as __init__ would.
         inv = cls.__new__(cls)
@@ -85,7 +91,7 @@ class Invocation:
         return LOST if self._app.state.lost_reason(self.invocation_id) is not None else "pending"
 
     @property
-    def result(self) -> Any:
+    def result(self) -> R_co:
         """The result of a finished invocation (None while unfinished); never blocks.
 
         Raises :class:`TaskError` for a failed or cancelled invocation.
@@ -94,10 +100,10 @@ class Invocation:
             return self._result
         meta = self._meta()
         if meta is None or meta.status not in FINISHED:
-            return None
+            return None  # type: ignore[return-value]  # documented: None while unfinished
         return self._unpack(meta)
 
-    def wait(self, timeout: float | None = None) -> Any:
+    def wait(self, timeout: float | None = None) -> R_co:
         """Block until the invocation finishes; its result, or raise TaskError / TimeoutError
         (or :class:`~dramatiq_encore.errors.StateLost` when the store lost it)."""
         if self._result is not _UNSET:
@@ -109,7 +115,7 @@ class Invocation:
             raise TimeoutError(f"invocation {self.invocation_id!r} did not finish within {timeout} s (status {status})")
         return self._unpack(meta)
 
-    def _unpack(self, meta: InvocationMeta) -> Any:
+    def _unpack(self, meta: InvocationMeta) -> R_co:
         if self._expected_digest is not None and meta.record.digest != self._expected_digest:
             raise WorkflowIdConflict(self.invocation_id, meta.record.task)
         outcome = meta.outcome

@@ -19,6 +19,7 @@ from tests.golden.record import SCENARIOS
 GOLDEN = Path(__file__).parent / "golden"
 
 
+# --8<-- [start:golden] (docs/how-to/testing.md includes these two tests)
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_the_scenarios_history_replays_on_todays_code(scenario: str) -> None:
     app = importlib.import_module(f"examples.{scenario}.run").app
@@ -35,6 +36,7 @@ def test_a_history_recorded_by_older_code_diverges_and_names_the_step() -> None:
     assert error.workflow_id == "golden-order-v0" and error.step == "step 1"
     assert "take_payment" in error.recorded and "take_payment" in error.requested
     assert error.recorded != error.requested  # the arguments changed
+# --8<-- [end:golden]
 
 
 def test_a_history_whose_workflow_finished_diverges_when_the_code_asks_for_more() -> None:

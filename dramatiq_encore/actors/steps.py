@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from typing import Any, Literal, Protocol, overload
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from ..errors import MisuseError, StepTimeout, TaskError
 from ..identity import child_invocation_id
@@ -28,6 +28,13 @@ from ..state.models import (
 from .codec import TaskCodec, check_size, digest
 from .pass_state import PassState
 
+P = ParamSpec("P")
+R = TypeVar("R")
+R1 = TypeVar("R1")
+R2 = TypeVar("R2")
+R3 = TypeVar("R3")
+R_co = TypeVar("R_co", covariant=True)
+
 
 class StepTarget(Protocol):
     """What the engine needs from a task used as a step (``Task`` satisfies it)."""
@@ -42,11 +49,23 @@ class StepTarget(Protocol):
     def codec(self) -> TaskCodec: ...
 
 
-class StepHandle:
+class TypedStepTarget(StepTarget, Protocol[P, R_co]):
+    """A step target whose ``send`` carries the task's parameters ``P`` and result type ``R``.
+
+    ``Task[P, R]`` satisfies it: ``wf.execute_task(task, ...)`` and ``wf.start_task`` take
+    one, so a type checker checks the arguments against the task's function and types the
+    result. Only type checkers read ``send`` here; the engine never calls it.
+    """
+
+    def send(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R_co]: ...
+
+
+class StepHandle(Generic[R_co]):
     """A started child step: what ``wf.start_task`` returns and ``wf.gather`` waits for.
 
     ``step`` is the step number, ``invocation_id`` the child invocation's id (known before
     the child runs), ``task_name`` its task. A handle belongs to the pass that made it.
+    ``StepHandle[R]`` is typed with the task's result type.
     """
 
     __slots__ = ("_owner", "_target", "invocation_id", "step", "task_name")
@@ -81,7 +100,7 @@ class StepOperations(PassState):
     """The step operations of ``wf`` (mixed into :class:`~.context.WorkflowContext`)."""
 
     # -- child tasks ------------------------------------------------------------------
-    def start_task(self, task: StepTarget, *args: Any, **kwargs: Any) -> StepHandle:
+    def start_task(self, task: TypedStepTarget[P, R], *args: P.args, **kwargs: P.kwargs) -> StepHandle[R]:
         """Start ``task`` as the next step and return its handle at once, without waiting.
 
         The child's message is sent when the pass commits (all children started by one pass
@@ -103,14 +122,31 @@ class StepOperations(PassState):
             raise self._nondeterminism(f"step {n}", _describe(recorded), f"{task.name}(args digest {requested})")
         else:
             self._cancel_point(done=True)
-        return StepHandle(self, n, child_invocation_id(self.invocation_id, n), task)
+        handle: StepHandle[R] = StepHandle(self, n, child_invocation_id(self.invocation_id, n), task)
+        return handle
 
+    # Typed per position for two and three handles of different tasks (a list, so a union of
+    # their invocations); any number of handles of one result type gives list[Invocation[R]].
     @overload
-    def gather(self, *handles: StepHandle, return_exceptions: Literal[False] = False) -> list[Invocation]: ...
+    def gather(
+        self, h1: StepHandle[R1], h2: StepHandle[R2], /, *, return_exceptions: Literal[False] = False
+    ) -> list[Invocation[R1] | Invocation[R2]]: ...
     @overload
-    def gather(self, *handles: StepHandle, return_exceptions: Literal[True]) -> list[Invocation | TaskError]: ...
+    def gather(
+        self,
+        h1: StepHandle[R1],
+        h2: StepHandle[R2],
+        h3: StepHandle[R3],
+        /,
+        *,
+        return_exceptions: Literal[False] = False,
+    ) -> list[Invocation[R1] | Invocation[R2] | Invocation[R3]]: ...
+    @overload
+    def gather(self, *handles: StepHandle[R], return_exceptions: Literal[False] = False) -> list[Invocation[R]]: ...
+    @overload
+    def gather(self, *handles: StepHandle[R], return_exceptions: bool) -> list[Invocation[R] | TaskError]: ...
 
-    def gather(self, *handles: StepHandle, return_exceptions: bool = False) -> list[Any]:
+    def gather(self, *handles: StepHandle[Any], return_exceptions: bool = False) -> list[Any]:
         """Wait until every handle's child has finished; return their invocations in call order.
 
         Suspends the workflow while any is unfinished. When a child failed, raises the
@@ -142,7 +178,7 @@ class StepOperations(PassState):
                 out.append(exc)
         return out
 
-    def execute_task(self, task: StepTarget, *args: Any, **kwargs: Any) -> Invocation:
+    def execute_task(self, task: TypedStepTarget[P, R], *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
         """Run ``task`` as the next step and return its finished :class:`Invocation`.
 
         The first time, this sends the child's message and suspends the workflow; when the
@@ -155,7 +191,7 @@ class StepOperations(PassState):
                 return replayed
         return self.gather(self.start_task(task, *args, **kwargs))[0]
 
-    def _replayed(self, task: StepTarget, args: tuple[Any, ...]) -> Invocation | None:
+    def _replayed(self, task: StepTarget, args: tuple[Any, ...]) -> Invocation[Any] | None:
         """The common replay, cheaply: the next step is this task's, with plain arguments equal
         to the recorded ones, and it succeeded. None when anything else holds (a new step, a
         failed or unresolved one, other arguments, cancellation under way): the full path
@@ -187,7 +223,7 @@ class StepOperations(PassState):
             handle = snapshot.handles[n] = Invocation.finished(recorded.child, recorded.identity, value)
         return handle
 
-    def execute_tasks(self, calls: list[tuple[Any, ...]]) -> list[Invocation]:
+    def execute_tasks(self, calls: list[tuple[Any, ...]]) -> list[Invocation[Any]]:
         """Run several tasks in parallel: ``[(task, *args), ...]`` -> their invocations, in order.
 
         Every child starts in this pass; the workflow resumes once all have finished. Failures
@@ -199,11 +235,11 @@ class StepOperations(PassState):
 
     def execute_task_with_options(
         self,
-        task: StepTarget,
+        task: TypedStepTarget[..., R],
         args: tuple[Any, ...] | list[Any] = (),
         kwargs: dict[str, Any] | None = None,
         timeout: float | dt.timedelta | None = None,
-    ) -> Invocation:
+    ) -> Invocation[R]:
         """:meth:`execute_task` with options that cannot be keyword arguments of the child.
 
         ``timeout`` (seconds or a timedelta) races the child against a durable timer: when the
@@ -246,7 +282,7 @@ class StepOperations(PassState):
         self._append(entry)
         self.new_steps.append(entry)
 
-    def _finished(self, handle: StepHandle) -> Invocation:
+    def _finished(self, handle: StepHandle[R]) -> Invocation[R]:
         step = self.snapshot.steps[handle.step]
         outcome = self.snapshot.results[handle.step]
         assert isinstance(step, StepEntry)
@@ -262,11 +298,13 @@ class StepOperations(PassState):
 
         The timer is a step: its due time (the clock when first reached, plus ``duration``) is
         recorded, so a replay neither restarts nor shortens it, and no worker holds it in
-        memory. After the pass commits, the runtime sends the invocation a wake-up message
-        delayed by min(remaining, 30 s); a worker that receives it before the due time sends
-        it on again with the remaining delay, so no delayed message is held for more than
-        30 s and a worker crash loses nothing (the message is redelivered). When it is due,
-        it resolves the step and the workflow replays past ``sleep``.
+        memory. With Redis (and ``ENCORE_TIMER_POLL`` on, the default) the commit that records
+        it also puts it in the store's timer index, which every worker process polls; the
+        process that claims it when due sends the wake-up. Otherwise, after the pass commits,
+        the runtime sends the invocation a wake-up message delayed by min(remaining, 30 s); a
+        worker that receives it before the due time sends it on again with the remaining
+        delay. Either way a worker crash loses nothing. When it is due, the wake-up resolves
+        the step and the workflow replays past ``sleep``.
 
         >>> wf.sleep(dt.timedelta(hours=24))  # reminder tomorrow
         """

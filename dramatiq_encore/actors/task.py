@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import dramatiq
 from dramatiq.errors import BrokerConnectionError
@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
-# DESIGN.md: tasks default to 3 retries with exponential backoff from 1 s to 30 s.
+# Tasks default to 3 retries with exponential backoff from 1 s to 30 s.
 RETRY_DEFAULTS = {"max_retries": 3, "min_backoff": 1_000, "max_backoff": 30_000}
 _PIPELINE_OPTIONS = ("pipe_target", "pipe_ignore")
 _CALLBACK_OPTIONS = ("on_success", "on_failure")
@@ -115,7 +116,7 @@ class Task(Generic[P, R]):
         self._app.runtime.handle(self, message, args, kwargs)
 
     # -- starting -----------------------------------------------------------------------
-    def send(self, *args: P.args, **kwargs: P.kwargs) -> Invocation:
+    def send(self, *args: P.args, **kwargs: P.kwargs) -> Invocation[R]:
         """Start a new root workflow running this task; returns its handle at once."""
         return self.send_with_options(args=args, kwargs=kwargs)
 
@@ -127,7 +128,7 @@ class Task(Generic[P, R]):
         workflow_id: str | None = None,
         delay: int | None = None,
         **options: Any,
-    ) -> Invocation:
+    ) -> Invocation[R]:
         """Start a root workflow; ``workflow_id`` makes the start idempotent.
 
         Sending twice with the same ``workflow_id`` runs the workflow once and both handles
@@ -158,4 +159,20 @@ class Task(Generic[P, R]):
             ) from None
         self._app.ensure_worker()
         expected = args_digest if workflow_id is not None else None
-        return Invocation(self._app, workflow_id or message.message_id, task_name=self.name, expected_digest=expected)
+        handle: Invocation[R] = Invocation(
+            self._app, workflow_id or message.message_id, task_name=self.name, expected_digest=expected
+        )
+        return handle
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with options returns: a decorator keeping the function's signature.
+
+    A coroutine function's task is typed with the awaited result (``async def f() -> T``
+    gives ``Task[P, T]``).
+    """
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, T]], /) -> Task[P, T]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...

@@ -2,6 +2,16 @@
 
 from .brokers import make_broker
 from .middleware import EncoreMiddleware
+from .quorum import EncoreRabbitmqBroker, QueueTypeMismatch, QuorumRabbitmqBroker
 from .settings import EncoreSettings, load_settings, redact
 
-__all__ = ["EncoreMiddleware", "EncoreSettings", "load_settings", "make_broker", "redact"]
+__all__ = [
+    "EncoreMiddleware",
+    "EncoreRabbitmqBroker",
+    "EncoreSettings",
+    "QueueTypeMismatch",
+    "QuorumRabbitmqBroker",
+    "load_settings",
+    "make_broker",
+    "redact",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -15,7 +16,9 @@ STATE_SCHEMES = ("redis", "rediss")
 
 
 def redact(url: str) -> str:
-    """``url`` without its password, for logs and error messages."""
+    """``url`` without its password, for logs and error messages (each of ``;``-separated URLs)."""
+    if ";" in url:
+        return ";".join(redact(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -29,11 +32,13 @@ def redact(url: str) -> str:
 def _check_scheme(url: str | None, schemes: tuple[str, ...], variable: str) -> str | None:
     if url is None or url == "":
         return None
-    scheme = urlsplit(url).scheme
-    if scheme not in schemes:
-        raise ValueError(
-            f"{variable}={redact(url)!r}: the scheme must be one of {', '.join(s + '://' for s in schemes)}"
-        )
+    # Several RabbitMQ nodes are separated by ";" (dramatiq's broker tries them in order).
+    for part in url.split(";") if variable == "ENCORE_BROKER_URL" else [url]:
+        if urlsplit(part).scheme not in schemes:
+            raise ValueError(
+                f"{variable}={redact(url)!r}: the scheme of each URL must be one of "
+                f"{', '.join(s + '://' for s in schemes)}"
+            )
     return url
 
 
@@ -42,7 +47,13 @@ class EncoreSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ENCORE_", extra="ignore")
 
-    broker_url: str | None = Field(default=None, description="amqp:// or amqps:// URL of RabbitMQ")
+    broker_url: str | None = Field(
+        default=None, description="amqp:// or amqps:// URL of RabbitMQ; several nodes separated by ';', tried in order"
+    )
+    queue_type: Literal["classic", "quorum"] = Field(
+        default="classic",
+        description="type of the RabbitMQ queues encore declares (each with its .DQ and .XQ); quorum for a cluster",
+    )
     state_url: str | None = Field(default=None, description="redis:// or rediss:// URL of Redis")
     retention: int = Field(default=DEFAULT_RETENTION_S, ge=1, description="seconds finished workflows are kept")
     key_prefix: str = Field(default="encore", pattern=r"^[A-Za-z0-9_.:-]+$", description="prefix of every Redis key")

@@ -15,11 +15,13 @@ from tests.support.rabbit import dead_letters, publish
 pytestmark = pytest.mark.realservices
 
 
+# --8<-- [start:body] (docs/how-to/other-languages.md includes this function)
 def _body(queue: str, actor: str, args: list[object], message_id: str, **options: object) -> bytes:
     return json.dumps({
         "queue_name": queue, "actor_name": actor, "args": args, "kwargs": {}, "options": options,
         "message_id": message_id, "message_timestamp": int(time.time() * 1000),
     }).encode()
+# --8<-- [end:body]
 
 
 def test_same_message_published_twice_runs_once(

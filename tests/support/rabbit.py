@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import pika
+import pika.exceptions
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
 from pika.adapters.blocking_connection import BlockingChannel
 
 
+# --8<-- [start:publish] (docs/how-to/other-languages.md includes channel and publish)
 @contextlib.contextmanager
 def channel(url: str) -> Iterator[BlockingChannel]:
     connection = pika.BlockingConnection(pika.URLParameters(url))
@@ -24,6 +28,7 @@ def publish(url: str, queue: str, body: bytes) -> None:
     with channel(url) as ch:
         ch.confirm_delivery()
         ch.basic_publish("", queue, body, pika.BasicProperties(content_type="application/json", delivery_mode=2))
+# --8<-- [end:publish]
 
 
 def dead_letters(url: str, queue: str) -> int:
@@ -57,3 +62,27 @@ def delete_queues(url: str, queue: str) -> None:
     with channel(url) as ch:
         for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
             ch.queue_delete(name)
+
+
+def dramatiq_arguments(queue: str) -> dict[str, Any]:
+    """The arguments dramatiq declares ``queue`` with (a name ending in .XQ is a dead-letter queue)."""
+    if queue.endswith(".XQ"):
+        return {"x-message-ttl": DEAD_MESSAGE_TTL}
+    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue.removesuffix('.DQ')}.XQ"}
+
+
+def is_quorum(url: str, queue: str) -> bool:
+    """Whether the server holds ``queue`` as a quorum queue. AMQP has no query for a queue's
+    type: this declares the existing queue again with dramatiq's arguments plus
+    ``x-queue-type: quorum``, which RabbitMQ accepts only when they are equivalent to the
+    queue's (a classic queue refuses: "received 'quorum' but current is none")."""
+    with channel(url) as ch:
+        ch.queue_declare(queue, passive=True)  # raises if it does not exist (never created here)
+    try:
+        with channel(url) as ch:
+            ch.queue_declare(queue, durable=True, arguments={**dramatiq_arguments(queue), "x-queue-type": "quorum"})
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 406 and "x-queue-type" in exc.reply_text:
+            return False
+        raise
+    return True
