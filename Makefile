@@ -19,7 +19,7 @@ test: $(BIN)/encore   ## unit + contract tests on both backend pairs (RabbitMQ a
 
 test-plain-path: $(BIN)/encore   ## the contract and SIGKILL suites again, with every fast path off and timers as delayed messages
 	ENCORE_FAST_PATH=0 ENCORE_TIMER_POLL=0 $(BIN)/pytest tests/test_contract.py tests/test_timers.py tests/test_reference_scenarios.py tests/test_recovery.py \
-		tests/test_forged_messages.py tests/test_operate.py tests/test_logging.py tests/test_tracing.py \
+		tests/test_forged_messages.py tests/test_operate.py tests/test_logging.py tests/test_tracing.py tests/test_async_tasks.py \
 		tests/integration/test_worker_processes.py tests/integration/test_features_sigkill.py
 
 lint: $(BIN)/encore   ## ruff, mypy --strict on the package, and the typed API's expectations (tests/typing)

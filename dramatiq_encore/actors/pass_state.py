@@ -18,13 +18,14 @@ no step is recorded, before the lease is held. A pass run with no driver stops i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EncoreError, NonDeterminismError, WorkflowCancelled
+from ..errors import EncoreError, MisuseError, NonDeterminismError, WorkflowCancelled
 from ..identity import WorkflowIdentity
 from ..state.models import AnyStep, ResolvedEntry, SignalEntry, StepEntry, TimerEntry, ValueEntry, WaitEntry
 
@@ -73,6 +74,14 @@ class Abandoned(Suspend):
 Ask = Callable[[Needs], Any]
 
 
+def _running_task() -> Any:
+    """The asyncio task running in this thread, or None (no loop runs here)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
 class PassState:
     """The snapshot a pass replays and everything the pass records."""
 
@@ -118,6 +127,8 @@ class PassState:
         self.needs: Needs | None = None
         #: The driver to ask for what the pass needs (None: the pass stops instead).
         self.ask: Ask | None = None
+        #: The asyncio task running an async task's coroutine (see :mod:`.coroutines`).
+        self.loop_task: Any = None
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -152,11 +163,22 @@ class PassState:
         """
         if self.fatal is not None:
             raise self.fatal
+        if self.loop_task is not None and _running_task() is not self.loop_task:
+            raise self._foreign_task()
         if self.suspending:
             raise Suspend()
         if self._speculative:
             self._ask(Needs(lease=True))  # answered only when granted (else the pass is abandoned)
             self._speculative = False
+
+    def _foreign_task(self) -> MisuseError:
+        self.fatal = MisuseError(
+            f"workflow {self.identity.workflow_id!r} called a wf operation from another asyncio task (or thread) "
+            "than the one running its async task: steps of concurrent tasks would interleave in an order a replay "
+            "cannot repeat; await coroutines that call wf.* in sequence, and run steps in parallel with "
+            "wf.start_task and wf.gather"
+        )
+        return self.fatal
 
     def _append(self, entry: JournalOut) -> None:
         """Record ``entry`` in this pass (the only way a pass records anything)."""

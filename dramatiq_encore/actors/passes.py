@@ -21,9 +21,11 @@ from dramatiq.middleware import Retries
 from dramatiq.middleware.shutdown import Shutdown
 from dramatiq.threading import Interrupt
 
+from ..broker_config.middleware import dramatiq_loop
 from ..errors import PayloadTooLarge
 from ..state.backend import Commit
 from ..state.models import Outcome, StepEntry, TimerEntry, WaitEntry, step_record
+from . import coroutines
 from .codec import ArgumentError, InvalidJSON, ResultError, check_size
 from .pass_state import JournalOut, Needs
 from .records import next_run
@@ -31,6 +33,10 @@ from .replay import Pass, PassOutcome, Snapshot, error_info
 
 if TYPE_CHECKING:
     from .task import Task
+
+
+# Async tasks' passes run on the event loop of dramatiq's AsyncIO middleware (actors/coroutines.py).
+coroutines.use_loop(dramatiq_loop)
 
 
 #: Fetches what a pass needs from the store (a data value) between two of its steps.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import datetime as dt
+import inspect
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from ..state.models import (
     journal_entry,
 )
 from .context import Suspend, WorkflowContext, _current
+from .coroutines import await_in_pass
 from .pass_state import DEFAULT_MAX_PAYLOAD, Abandoned, JournalOut, Needs
 
 
@@ -251,6 +253,8 @@ def _execute(ctx: WorkflowContext, fn: Callable[..., Any], args: Sequence[Any], 
     token = _current.set(ctx)
     try:
         value = fn(*args, **kwargs)
+        if inspect.iscoroutine(value):  # an async task: awaited on the event loop (see .coroutines)
+            value = await_in_pass(ctx, value)
     except Abandoned:
         return _outcome("stopped", ctx)
     except Suspend:

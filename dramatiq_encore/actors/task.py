@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import dramatiq
 from dramatiq.errors import BrokerConnectionError
 
-from ..broker_config.middleware import current_message
+from ..broker_config.middleware import current_message, install_asyncio
 from ..errors import BrokerUnavailable, EncoreError, MisuseError, WorkflowIdConflict
 from ..identity import WorkflowIdentity, check_workflow_id
 from ..invocation import Invocation
@@ -67,6 +68,8 @@ class Task(Generic[P, R]):
         self.force_new_workflow = force_new_workflow
         self.callbacks = {k: _callback_name(options.pop(k)) for k in _CALLBACK_OPTIONS if options.get(k)}
         options = {**RETRY_DEFAULTS, **options}
+        if inspect.iscoroutinefunction(fn):  # an async task: its passes run on dramatiq's loop
+            install_asyncio(app.broker)
         declare = dramatiq.actor(  # validates the options against the broker's middleware
             broker=app.broker,
             actor_name=actor_name or fn.__name__,

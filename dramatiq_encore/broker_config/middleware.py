@@ -3,13 +3,16 @@ serves the app's metrics in the processes that run a worker (``ENCORE_METRICS_PO
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
+from dramatiq.asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
+from dramatiq.middleware.asyncio import AsyncIO
 
 from .encoder import install_encoder
 
@@ -110,3 +113,32 @@ def install(broker: dramatiq.Broker) -> None:
     install_encoder()
     if not any(isinstance(m, EncoreMiddleware) for m in broker.middleware):
         broker.add_middleware(EncoreMiddleware())
+
+
+class EncoreAsyncIO(AsyncIO):
+    """Dramatiq's ``AsyncIO`` middleware, whose event-loop thread is a daemon thread.
+
+    The one change: dramatiq's loop thread would keep an embedded app's process alive at exit
+    (Python joins non-daemon threads before it runs ``atexit``, where the embedded worker
+    stops), so a script that never calls ``app.close()`` would hang. A ``dramatiq`` CLI worker
+    stops the loop at its shutdown either way (``after_worker_shutdown``, inherited).
+    """
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        thread = EventLoopThread(self.logger)
+        thread.daemon = True
+        thread.start(timeout=1.0)
+        set_event_loop_thread(thread)
+
+
+def install_asyncio(broker: dramatiq.Broker) -> None:
+    """Give ``broker`` dramatiq's AsyncIO middleware (the first async task does), unless it has
+    one: the event loop of every async pass of a worker on it (see actors/coroutines.py)."""
+    if not any(isinstance(m, AsyncIO) for m in broker.middleware):
+        broker.add_middleware(EncoreAsyncIO())
+
+
+def dramatiq_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop of dramatiq's AsyncIO middleware in this process, once a worker booted it."""
+    thread = get_event_loop_thread()
+    return None if thread is None else thread.loop

@@ -8,6 +8,7 @@ the result and the recorded values of a run without the crash.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import uuid
 from types import ModuleType
@@ -184,3 +185,23 @@ def test_sigkill_then_deploy_a_patched_version_mid_workflow(
     assert old["path"] == "old" and old["steps"] == [0, 1] and old["version"] == 2
     new = wf_app.versioned_flow.send(f"{key}-new", 0.0).wait(timeout=30)
     assert new["path"] == "new" and new["steps"] == [0, 1]
+
+
+def test_sigkill_while_an_async_workflow_runs(wf_app: ModuleType, workers: list[WorkerProcess]) -> None:
+    # Given an async workflow of 8 steps (async and sync activities, 0.3 s each)
+    key = f"async-{uuid.uuid4().hex[:6]}"
+    inv = wf_app.async_steps.send(key, 8, 0.3)
+    # When every worker is SIGKILLed mid-run, twice, and restarted
+    for after in (2, 5):
+        assert wait_until(lambda a=after: _count(wf_app, inv.invocation_id, "res") >= a, timeout=30)
+        _restart(workers)
+    result = inv.wait(timeout=90)
+    # Then it completed with every step once, in order, and replays returned the recorded values
+    assert [step["i"] for step in result["steps"]] == list(range(8))
+    assert _count(wf_app, inv.invocation_id, "step") == 8 and _count(wf_app, inv.invocation_id, "res") == 8
+    entries = [json.loads(text) for text in _journal(wf_app, inv.invocation_id)]
+    assert [e["v"] for e in entries if e["e"] == "v" and e["k"] == "random"] == result["random"]
+    assert [e["v"] for e in entries if e["e"] == "v" and e["k"] == "uuid"] == result["uuid"]
+    executions = _executions(wf_app, key)
+    assert all(executions.get(f"{key}:async:{i}", 0) >= 1 for i in range(0, 8, 2))
+    assert all(executions.get(f"{key}:{i}", 0) >= 1 for i in range(1, 8, 2))

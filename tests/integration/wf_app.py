@@ -6,6 +6,7 @@ and ENCORE_KEY_PREFIX (the test gives each run its own prefix and queue).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from datetime import timedelta
@@ -100,6 +101,27 @@ def plain_steps(key: str, steps: int = 10, delay: float = 0.3) -> dict[str, Any]
     for i in range(steps):
         seen["random"].append(plain_steps.wf.random())
         seen["steps"].append(plain_steps.wf.execute_task(plain_step, key, i, delay).result)
+    return seen
+
+
+@app.task(queue_name=QUEUE, min_backoff=50, max_backoff=200)
+async def async_step(key: str, i: int, delay: float) -> dict[str, Any]:
+    """An async activity: its coroutine awaits on the worker's event loop (dramatiq's AsyncIO)."""
+    count_execution(f"{key}:async:{i}")
+    await asyncio.sleep(delay)
+    return {"i": i, "square": i * i}
+
+
+@app.task(queue_name=QUEUE)
+async def async_steps(key: str, steps: int = 8, delay: float = 0.3) -> dict[str, Any]:
+    """An async workflow alternating async and sync steps, recording values before each."""
+    seen: dict[str, list[Any]] = {"random": [], "uuid": [], "steps": []}
+    for i in range(steps):
+        seen["random"].append(async_steps.wf.random())
+        seen["uuid"].append(async_steps.wf.uuid())
+        target = async_step if i % 2 == 0 else slow_step
+        seen["steps"].append(async_steps.wf.execute_task(target, key, i, delay).result)
+        await asyncio.sleep(0)
     return seen
 
 

@@ -48,6 +48,13 @@ EXPECTED: dict[str, list[str]] = {
     "signals": ['"status": "published"', '"approved_by": "ada"', "A-101: cancelled (Cancelled:", "author withdrew"],
     "versioning": ['"log": ["P-1 packed", "P-1 shipped"]', '"P-2 insured"'],
     "long_running": ['"cursor": 100', "bounded history: True", '"last_cursor": 80'],
+    "async_tasks": [
+        '"source": "north"',
+        '"checked": 3',
+        '"cost": 94.0',
+        "overlapped on the event loop: True",
+        "order_no stored: True",
+    ],
 }
 
 
