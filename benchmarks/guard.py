@@ -6,8 +6,10 @@ W1: 20 sequential steps, 10 runs of encore and of the floor taking turns (median
 workflows of 3 steps at once against 100 raw chains of 6 hops, 2 rounds. Prints both ratios
 and exits 1 when W1's ratio to its floor exceeds ``--max-w1`` or W2's falls under ``--min-w2``
 (ratios measured in one run, so they hold on a noisy machine). A failed measurement is
-taken once more, and the guard fails only when both fail: a real regression fails both, a
-noisy neighbour rarely does. Under a minute.
+taken again, up to ``--attempts`` (3) in all, and the guard fails only when every attempt
+fails: a real regression fails each of them, a noisy neighbour rarely does (on this machine
+with other test suites running beside it, 2 of 6 single attempts fell under W2's bound; in a
+quiet run none). Each attempt takes 15-20 s.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-w1", type=float, default=3.0)
     parser.add_argument("--min-w2", type=float, default=0.25)
+    parser.add_argument("--attempts", type=int, default=3)
     args = parser.parse_args()
-    return 0 if attempt(args) or attempt(args) else 1
+    return 0 if any(attempt(args) for _ in range(args.attempts)) else 1
 
 
 if __name__ == "__main__":
