@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 
 $(BIN)/encore: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --upgrade pip   # >= 25.1 for --group (PEP 735 dependency groups)
+	$(BIN)/pip install -q -e '.[dashboard,otel]' --group dev
 	touch $@
 
 demo: $(BIN)/encore   ## embedded: no servers needed
