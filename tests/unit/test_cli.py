@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -244,9 +245,9 @@ def test_no_command_is_a_usage_error() -> None:
     assert "required: COMMAND" in completed.stderr
 
 
-def _worker_stderr(module: str) -> str:
+def _worker_stderr(module: str, **env: str) -> str:
     """``encore worker MODULE`` for a few seconds (it boots, serves, is stopped): its stderr."""
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("ENCORE_")}
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("ENCORE_")} | env
     process = subprocess.Popen(
         [sys.executable, "-m", "dramatiq_encore.cli", "worker", module, "-p", "1", "-t", "1"],
         cwd=ROOT,
@@ -269,9 +270,16 @@ def test_worker_warns_only_for_an_app_that_fell_back_to_the_stub_broker() -> Non
     assert "ENCORE_BROKER_URL is not set" not in _worker_stderr("tests.support.apps.given_broker")
 
 
+def test_worker_names_a_misspelt_setting_and_the_closest_one() -> None:
+    err = _worker_stderr("tests.support.apps.embedded", ENCORE_BROKR_URL="amqp://guest:guest@127.0.0.1:5672/%2F")
+    assert "ENCORE_BROKR_URL is not a dramatiq-encore setting; did you mean ENCORE_BROKER_URL?" in err
+    assert err.count("ENCORE_BROKR_URL is not") == 1  # one worker process (-p 1), once
+
+
 def test_version_prints_the_installed_version() -> None:
     completed = encore("--version")
-    assert completed.returncode == 0 and completed.stdout.startswith("encore (dramatiq-encore) 0.")
+    installed = metadata.version("dramatiq-encore")  # what pip installed, not a constant of the code
+    assert completed.returncode == 0 and completed.stdout == f"encore (dramatiq-encore) {installed}\n"
 
 
 @pytest.mark.parametrize(
