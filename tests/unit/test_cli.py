@@ -7,6 +7,7 @@ driven in-process against an embedded app instead.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -72,6 +73,20 @@ def test_demo_resumes_from_every_step(step: int) -> None:
     assert len(seen_before) == 2 * step - 1
     assert all(probe.first("resumed", name) == probe.first("run 1", name) for name in seen_before)
     assert all(probe.first("resumed", name) is not None for name in probe.names())
+
+
+def test_demo_says_whether_the_resumed_run_waited_for_a_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The normal path alone: worker A took the step's lease before it crashed, so worker B's
+    # redelivered message is refused until the lease lapses, and the report says so.
+    monkeypatch.setenv("ENCORE_FAST_PATH", "0")
+    report = demo_module.run_demo(2)
+    out = io.StringIO()
+    demo_module.print_report(report, out)
+    assert report.equal and not report.fast_path and report.lease_refusals >= 1
+    assert f"was refused {report.lease_refusals} time(s) until worker A's lease expired" in out.getvalue()
+    assert "no lease to wait for" not in out.getvalue()
+    # Each term the report uses is explained under it.
+    assert all(f"{term} is" in out.getvalue() for term in ("a pass", "a lease", "an unacknowledged message"))
 
 
 def test_demo_refuses_a_step_that_does_not_exist(capsys: pytest.CaptureFixture[str]) -> None:
