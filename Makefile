@@ -47,7 +47,7 @@ test-sdist: $(BIN)/encore   ## the unit and contract suites of the built sdist, 
 	sdist=$$(ls "$$work"/*.tar.gz); echo "built $$sdist"; \
 	$(BIN)/python -m venv "$$work/venv"; \
 	"$$work/venv/bin/pip" install -q --upgrade pip; \
-	"$$work/venv/bin/pip" install -q "$$sdist[dashboard,otel]" 'pytest>=8' 'pyyaml>=6'; \
+	"$$work/venv/bin/pip" install -q "$$sdist[dashboard,otel]" 'pytest>=8' 'pyyaml>=6' 'build>=1.2'; \
 	tar xzf "$$sdist" -C "$$work"; cd "$$work"/dramatiq_encore-*/; \
 	../venv/bin/python -P -c 'import dramatiq_encore; print("testing", dramatiq_encore.__file__)'; \
 	../venv/bin/pytest -p no:cacheprovider --import-mode=append $(SDIST_TESTS)
