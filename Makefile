@@ -24,7 +24,8 @@ test-plain-path: $(BIN)/encore   ## the contract and SIGKILL suites again, with 
 
 # Every direct dependency (and extra) at the lowest version pyproject.toml allows, resolved by uv
 # (--resolution lowest-direct; their own dependencies stay at the newest), in a fresh .venv-lowest.
-# pytest and pyyaml are the test suite's only needs; their floors are the dev group's.
+# uv comes with the dev group. The tests below need only pytest, pyyaml and httpx of the dev
+# tools, at the dev group's floors.
 LOWEST_TESTS := tests/unit tests/test_contract.py tests/test_reference_scenarios.py \
 	tests/test_dashboard_api.py tests/test_tracing.py tests/test_metrics.py
 test-lowest: $(BIN)/encore   ## the unit and contract suites (both backend pairs) on the lowest allowed versions
