@@ -7,9 +7,11 @@ No server is needed. Two in-process "workers" stand in for two worker processes:
   the blocked step raises :class:`SimulatedCrash`, which escapes the engine without
   writing anything, exactly like a SIGKILL, and the worker is stopped.
 - worker B (the resumed run) is a second app with a new stub broker and a new worker
-  but the SAME :class:`MemoryState`, playing the shared Redis. It is handed what a
-  durable broker would hand it after the crash: every message worker A took but never
-  acknowledged, plus whatever was still queued.
+  but the SAME :class:`MemoryState`, playing the Redis both workers would use. It is
+  handed what a durable broker would hand it after the crash: every message worker A
+  took but never acknowledged, plus whatever was still queued. If worker A held the step's
+  lease (``ENCORE_FAST_PATH=0``; the fast path runs a step's first pass before it takes one),
+  worker B is refused until it expires: :class:`DemoState` counts that, the report says it.
 
 The workflow function reports every deterministic value it sees on every pass (each
 replay included) to a :class:`Probe`; the demo prints the values of both runs side by
@@ -38,14 +40,16 @@ from dramatiq.middleware import Middleware
 
 from .actors.task import Task
 from .app import Encore
+from .broker_config import load_settings
 from .errors import EncoreError
+from .state.backend import Delivery
 from .state.backends.memory import MemoryState
 
 T = TypeVar("T")
 
 STEPS = ("validate order", "charge payment", "reserve inventory", "ship")
-# A short lease: worker B waits for worker A's abandoned lease to expire before it may
-# re-run the interrupted step, as a real worker waits after a SIGKILL.
+# A short lease: when worker A held one on the interrupted step, worker B waits for it to
+# expire before it may re-run the step, as a real worker waits after a SIGKILL.
 LEASE_MS = 1_000
 TIMEOUT_S = 30.0
 WORKER_THREADS = 4
@@ -112,6 +116,22 @@ class CrashPlan:
         self.entered.set()
         self.pull_plug.wait(TIMEOUT_S)
         raise SimulatedCrash(f"worker crashed during step {step}")
+
+
+class DemoState(MemoryState):
+    """The store both workers share, counting the deliveries a held lease refused."""
+
+    def __init__(self) -> None:
+        super().__init__(lease_ms=LEASE_MS)
+        self.refused = 0
+        self._count_lock = threading.Lock()
+
+    def deliver(self, *args: Any, **kwargs: Any) -> Delivery:
+        delivery = super().deliver(*args, **kwargs)
+        if delivery.locked:  # another worker's lease holds the invocation: the message comes back later
+            with self._count_lock:
+                self.refused += 1
+        return delivery
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +272,8 @@ class DemoReport:
     redelivered: int
     result: dict[str, Any]
     resumed_seconds: float
+    lease_refusals: int
+    fast_path: bool
 
     @property
     def equal(self) -> bool:
@@ -263,7 +285,7 @@ class DemoReport:
 
 
 def _run_until_crash(
-    state: MemoryState, probe: Probe, workflow_id: str, interrupt_at: int
+    state: DemoState, probe: Probe, workflow_id: str, interrupt_at: int
 ) -> list[dramatiq.Message[Any]]:
     plan = CrashPlan(interrupt_at)
     worker_a = DemoWorker(state, probe, plan)
@@ -280,7 +302,7 @@ def _run_until_crash(
 
 
 def _resume(
-    state: MemoryState, probe: Probe, workflow_id: str, messages: list[dramatiq.Message[Any]]
+    state: DemoState, probe: Probe, workflow_id: str, messages: list[dramatiq.Message[Any]]
 ) -> dict[str, Any]:
     probe.run = "resumed"
     worker_b = DemoWorker(state, probe, CrashPlan(None))
@@ -299,15 +321,17 @@ def run_demo(interrupt_at: int = 2) -> DemoReport:
     """Play the scenario: run 1 crashes during step ``interrupt_at``, run 2 resumes it."""
     if not 1 <= interrupt_at <= len(STEPS):
         raise DemoError(f"--interrupt-at must be between 1 and {len(STEPS)}, got {interrupt_at}")
-    state = MemoryState(lease_ms=LEASE_MS)
+    state = DemoState()
     probe = Probe()
     # A fresh id per demo: the deterministic values differ from one demo to the next but
     # never between the two runs of one demo.
     workflow_id = f"demo-{ORDER['order_id']}-{secrets.token_hex(4)}"
     messages = _run_until_crash(state, probe, workflow_id, interrupt_at)
-    started = time.monotonic()
+    started, refused_before = time.monotonic(), state.refused
     result = _resume(state, probe, workflow_id, messages)
-    return DemoReport(workflow_id, interrupt_at, probe, len(messages), result, time.monotonic() - started)
+    elapsed, refusals = time.monotonic() - started, state.refused - refused_before
+    fast = load_settings().fast_path  # what both workers' apps read (ENCORE_FAST_PATH)
+    return DemoReport(workflow_id, interrupt_at, probe, len(messages), result, elapsed, refusals, fast)
 
 
 def _table(probe: Probe) -> list[str]:
@@ -323,21 +347,41 @@ def _table(probe: Probe) -> list[str]:
     return [line(headers), "-+-".join("-" * w for w in widths), *(line(row) for row in rows)]
 
 
+#: The terms the report uses, printed under it.
+TERMS = (
+    "terms: a pass is one run of the workflow function from the top: each recorded step returns its",
+    "  recorded value (replay) and the first unrecorded one sends its task and suspends the function;",
+    "  a lease is a worker's hold on an invocation in the store, renewed while it runs, lapsing after a crash;",
+    "  an unacknowledged message is one a worker took and never finished: RabbitMQ delivers it again;",
+    "  deterministic values are wf.random/wf.uuid/wf.utc_now and step results, recorded on first use.",
+)
+
+
+def _lease_words(report: DemoReport) -> str:
+    if report.lease_refusals:
+        return f"was refused {report.lease_refusals} time(s) until worker A's lease expired ({LEASE_MS / 1000:g} s)"
+    if report.fast_path:
+        return "had no lease to wait for (the fast path runs a step's first pass before taking one)"
+    return "had no lease to wait for (worker A's had lapsed)"
+
+
 def print_report(report: DemoReport, out: TextIO = sys.stdout) -> None:
     step = report.interrupt_at
     probe = report.probe
     lines = [
         f"order {ORDER['order_id']}: {len(STEPS)} steps ({', '.join(STEPS)}), workflow {report.workflow_id}",
         f"run 1:   worker A crashed while step {step} ({STEPS[step - 1]}) was running",
-        f"resumed: worker B (new broker, same state store) got {report.redelivered} unacknowledged "
-        f"message(s) back, waited out worker A's lease and finished in {report.resumed_seconds:.2f} s",
+        f"resumed: worker B (new broker, same state store) got {report.redelivered} unacknowledged message(s) back,",
+        f"         {_lease_words(report)} and finished in {report.resumed_seconds:.2f} s",
         f"result:  {json.dumps(report.result)}",
         "",
         *_table(probe),
         "",
         f"workflow passes: {probe.count('run 1')} in run 1, {probe.count('resumed')} in the resumed run; "
         f"every pass saw the same values: {'yes' if probe.consistent() else 'NO'}",
-        f"deterministic values equal: {'yes' if report.equal else 'NO'}",
+        f"deterministic values equal: {'yes' if report.equal else 'NO'} (each value run 1 saw, in the resumed run)",
+        "",
+        *TERMS,
     ]
     out.write("\n".join(lines) + "\n")
 

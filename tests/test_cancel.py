@@ -116,7 +116,7 @@ def test_cancel_caught_by_except_exception_still_ends_cancelled(harness: Harness
     def forgiving() -> str:
         try:
             forgiving.wf.sleep(3600)
-        except Exception as exc:  # the reference examples' style
+        except Exception as exc:  # the style of examples/error_handling/
             return f"handled {type(exc).__name__}"
         return "slept"
 

@@ -1,4 +1,4 @@
-"""The contract of DESIGN.md sections 1 and 2, on every backend pair of the ``harness``.
+"""The public contract (README: "A workflow", "Semantics"), on every backend pair of the ``harness``.
 
 Each test declares its tasks on ``harness.app`` (each test gets a fresh broker, so names
 only need to be unique within a test), starts the in-process worker and drives real

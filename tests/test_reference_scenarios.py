@@ -1,7 +1,9 @@
-"""The scenarios of the reference page (reference/workflow-system.txt), in this project's words.
+"""The six reference scenarios: the workflow shapes the public API is checked against.
 
-Each scenario is rebuilt with the same task names and the same shape of results, on every
-backend pair of the ``harness``, and checked for what the page promises: the results'
+Order processing, workflow boundaries, deterministic operations, state management,
+chained tasks and error handling (``examples/`` has a runnable copy of each). Each is
+rebuilt with the same task names and the same shape of results as its example, on every
+backend pair of the ``harness``, and checked for what the scenario promises: the results'
 shape, valid version-4 uuids, distinct child workflows, real increasing timestamps and
 workflow data readable from outside with ``app.get_workflow_data``.
 """

@@ -43,7 +43,7 @@ class Suspend(BaseException):
     """Unwinds a workflow function that must wait for a step.
 
     Derived from ``BaseException`` on purpose: user code written as ``try: ... except
-    Exception:`` (as in the reference examples) must not swallow a suspension.
+    Exception:`` (as in examples/error_handling/) must not swallow a suspension.
     """
 
 

@@ -23,7 +23,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-# Tasks default to 3 retries with exponential backoff from 1 s to 30 s.
+# Tasks default to 3 retries with exponential backoff from 1 s to 30 s (README, "In an existing
+# Dramatiq deployment"); every option can be overridden per task.
 RETRY_DEFAULTS = {"max_retries": 3, "min_backoff": 1_000, "max_backoff": 30_000}
 _PIPELINE_OPTIONS = ("pipe_target", "pipe_ignore")
 _CALLBACK_OPTIONS = ("on_success", "on_failure")

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import ConfigurationError
 from ..state.backend import DEFAULT_MAX_SIGNALS, DEFAULT_RETENTION_S
+from .unknown_env import warn_unknown_variables
 
 BROKER_SCHEMES = ("amqp", "amqps")
 STATE_SCHEMES = ("redis", "rediss")
@@ -91,7 +92,11 @@ class EncoreSettings(BaseSettings):
 
 
 def load_settings() -> EncoreSettings:
-    """Settings from the environment, or a ConfigurationError naming the bad variable."""
+    """Settings from the environment, or a ConfigurationError naming the bad variable.
+
+    An ``ENCORE_*`` variable that names no setting is logged once (with the closest name).
+    """
+    warn_unknown_variables(EncoreSettings.model_fields)
     try:
         return EncoreSettings()
     except ValidationError as exc:

@@ -39,7 +39,7 @@ IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 def require_browser() -> None:
     reason = None
     if importlib.util.find_spec("playwright") is None:
-        reason = "Playwright for Python is not installed (pip install -e '.[dev]')"
+        reason = "Playwright for Python is not installed (pip install --group dev)"
     elif not os.path.exists(CHROMIUM):
         reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
     if reason is not None:

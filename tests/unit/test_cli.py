@@ -7,10 +7,13 @@ driven in-process against an embedded app instead.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,20 @@ def test_demo_resumes_from_every_step(step: int) -> None:
     assert len(seen_before) == 2 * step - 1
     assert all(probe.first("resumed", name) == probe.first("run 1", name) for name in seen_before)
     assert all(probe.first("resumed", name) is not None for name in probe.names())
+
+
+def test_demo_says_whether_the_resumed_run_waited_for_a_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The normal path alone: worker A took the step's lease before it crashed, so worker B's
+    # redelivered message is refused until the lease lapses, and the report says so.
+    monkeypatch.setenv("ENCORE_FAST_PATH", "0")
+    report = demo_module.run_demo(2)
+    out = io.StringIO()
+    demo_module.print_report(report, out)
+    assert report.equal and not report.fast_path and report.lease_refusals >= 1
+    assert f"was refused {report.lease_refusals} time(s) until worker A's lease expired" in out.getvalue()
+    assert "no lease to wait for" not in out.getvalue()
+    # Each term the report uses is explained under it.
+    assert all(f"{term} is" in out.getvalue() for term in ("a pass", "a lease", "an unacknowledged message"))
 
 
 def test_demo_refuses_a_step_that_does_not_exist(capsys: pytest.CaptureFixture[str]) -> None:
@@ -269,9 +286,33 @@ def test_worker_warns_only_for_an_app_that_fell_back_to_the_stub_broker() -> Non
     assert "ENCORE_BROKER_URL is not set" not in _worker_stderr("tests.support.apps.given_broker")
 
 
+def test_worker_names_a_misspelt_setting_and_the_closest_one() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCORE_")}
+    env["ENCORE_BROKR_URL"] = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    command = [sys.executable, "-m", "dramatiq_encore.cli", "worker", "tests.support.apps.embedded", "-p", "1"]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    stderr = process.stderr
+    assert stderr is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True)
+    reader.start()
+    try:  # until the worker process is up (a loaded machine boots it slowly), then stop it
+        assert wait_until(lambda: any("ready for action" in line for line in lines), TIMEOUT_S), "".join(lines)
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=TIMEOUT_S)
+        reader.join(timeout=TIMEOUT_S)
+    warned = [line for line in lines if "ENCORE_BROKR_URL is not a dramatiq-encore setting" in line]
+    assert len(warned) == 1, "".join(lines)  # one worker process (-p 1), once
+    assert "did you mean ENCORE_BROKER_URL?" in warned[0]
+
+
 def test_version_prints_the_installed_version() -> None:
     completed = encore("--version")
-    assert completed.returncode == 0 and completed.stdout.startswith("encore (dramatiq-encore) 0.")
+    installed = metadata.version("dramatiq-encore")  # what pip installed, not a constant of the code
+    assert completed.returncode == 0 and completed.stdout == f"encore (dramatiq-encore) {installed}\n"
 
 
 @pytest.mark.parametrize(
