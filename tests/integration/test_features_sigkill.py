@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,17 @@ def _count(wf_app: ModuleType, invocation_id: str, kind: str) -> int:
 def _executions(wf_app: ModuleType, key: str) -> dict[str, int]:
     raw = wf_app.app.state.client.hgetall(f"{wf_app._prefix}:executions")
     return {str(k): int(v) for k, v in raw.items() if str(k).startswith(f"{key}:")}
+
+
+def _result(wf_app: ModuleType, inv: Any, timeout: float = 60) -> Any:
+    """``inv.wait(timeout)``; on a timeout, fail with what the store holds of the workflow (its
+    status, meta and journal), so that a rare stall says where it stopped."""
+    try:
+        return inv.wait(timeout=timeout)
+    except TimeoutError:
+        meta = wf_app.app.state.get_meta(inv.invocation_id)
+        journal = "\n".join(_journal(wf_app, inv.invocation_id))
+        pytest.fail(f"{inv.invocation_id} did not finish in {timeout} s; meta: {meta!r}\njournal:\n{journal}")
 
 
 def _restart(workers: list[WorkerProcess], pause: float = 0.3) -> None:
@@ -92,7 +104,7 @@ def test_sigkill_while_waiting_for_a_signal(wf_app: ModuleType, workers: list[Wo
     time.sleep(0.3)
     for worker in workers:
         worker.start()
-    result = inv.wait(timeout=60)
+    result = _result(wf_app, inv)
     # Then each signal was recorded once and consumed once, in the order it was recorded
     # (two messages queued together may be processed in either order by the worker threads)
     signals = [t for t in _journal(wf_app, inv.invocation_id) if '"e":"sig"' in t]
@@ -105,7 +117,7 @@ def test_sigkill_while_waiting_for_a_signal(wf_app: ModuleType, workers: list[Wo
     wf_app.app.signal(again.invocation_id, "go", "a")
     wf_app.app.signal(again.invocation_id, "go", "b")
     _restart(workers)
-    assert sorted(again.wait(timeout=60)["signals"]) == ["a", "b"]
+    assert sorted(_result(wf_app, again)["signals"]) == ["a", "b"]
 
 
 def test_sigkill_during_cancellation_cleanup(wf_app: ModuleType, workers: list[WorkerProcess]) -> None:
