@@ -1,9 +1,11 @@
-"""Griffe extension: render the Sphinx roles of the package's docstrings as links.
+"""Griffe extension: render the Sphinx roles and the ``>>>`` examples of the package's docstrings.
 
 The docstrings say :class:`~dramatiq_encore.errors.TaskError`, :meth:`gather` and the like
 (they read well in ``help()``); Markdown would print those roles as they are. This turns each
 into an optional cross-reference: a link when the target is on a reference page, plain code
-otherwise (no warning either way, so ``mkdocs build --strict`` stays meaningful).
+otherwise (no warning either way, so ``mkdocs build --strict`` stays meaningful). The
+docstrings' interactive examples (``>>>`` and ``...`` lines, as ``help()`` shows them) would
+read as nested Markdown quotes: each run of them becomes a Python code block.
 """
 
 from __future__ import annotations
@@ -14,6 +16,26 @@ from typing import Any
 import griffe
 
 ROLE = re.compile(r":(?:class|meth|func|attr|mod|exc|data|obj):`(?P<target>[^`]+)`")
+PROMPT = re.compile(r"^(?P<indent>\s*)(?:>>>|\.\.\.)(?: |$)")
+
+
+def _fence_examples(text: str) -> list[tuple[bool, str]]:
+    """``text`` cut into (is_code, part): each run of ``>>>``/``...`` lines a fenced block."""
+    parts: list[tuple[bool, list[str]]] = []
+    for line in text.splitlines():
+        prompt = PROMPT.match(line)
+        code = prompt is not None
+        if not parts or parts[-1][0] != code:
+            parts.append((code, []))
+        parts[-1][1].append(line)
+    out = []
+    for code, lines in parts:
+        if code:
+            indent = PROMPT.match(lines[0])["indent"]  # type: ignore[index]
+            out.append((True, "\n".join(["", f"{indent}```python", *lines, f"{indent}```", ""])))
+        else:
+            out.append((False, "\n".join(lines)))
+    return out
 
 
 def _title(target: str) -> str:
@@ -49,7 +71,8 @@ def _rewrite(obj: griffe.Object) -> None:
             path = _resolve(obj, target)
             return title if path is None else f'<autoref identifier="{path}" optional>{title}</autoref>'
 
-        obj.docstring.value = ROLE.sub(link, obj.docstring.value)
+        parts = _fence_examples(obj.docstring.value)
+        obj.docstring.value = "\n".join(part if code else ROLE.sub(link, part) for code, part in parts)
     for member in obj.members.values():
         if not isinstance(member, griffe.Alias):
             _rewrite(member)
