@@ -23,25 +23,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from benchmarks.step_latency import RESULTS, machine, service_env, workers
-from benchmarks.throughput import TICK, encore_w2, floor_w2, group_cpu
+from benchmarks.throughput import encore_w2, floor_w2, group_cpu, proc_cpu
 
 STEPS = 3  # W2's workflows have 3 steps (the floor's chains: 3 request/reply pairs)
 
 
 def server_cpu(name: str) -> float:
     """User + system CPU seconds of every process whose command is ``name`` (redis-server, beam.smp)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            head, fields = (entry / "stat").read_text().rsplit(")", 1)
-        except OSError:
-            continue
-        if head.split("(", 1)[1] == name:
-            parts = fields.split()
-            total += int(parts[11]) + int(parts[12])
-    return total / TICK
+    return proc_cpu(lambda command, _: command == name)
 
 
 def one_run(kind: str, n: int, leader: int) -> dict[str, float]:

@@ -36,19 +36,25 @@ from benchmarks.step_latency import RESULTS, TIMEOUT_S, machine, service_env, wo
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def group_cpu(leader: int) -> float:
-    """User + system CPU seconds of every live process in ``leader``'s process group."""
+def proc_cpu(select: Callable[[str, list[str]], bool]) -> float:
+    """User + system CPU seconds of every live process ``select(command, stat fields)`` picks."""
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            head, tail = (entry / "stat").read_text().rsplit(")", 1)
         except OSError:
             continue
-        if int(fields[2]) == leader:  # pgrp
+        fields = tail.split()
+        if select(head.split("(", 1)[1], fields):
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / TICK
+
+
+def group_cpu(leader: int) -> float:
+    """User + system CPU seconds of every live process in ``leader``'s process group."""
+    return proc_cpu(lambda _, fields: int(fields[2]) == leader)  # pgrp
 
 
 def floor_w2(n: int) -> float:

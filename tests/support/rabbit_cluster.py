@@ -25,7 +25,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.redis_cluster import bindable
 from tests.support.services import LOCAL_AMQP
 
 DEBIAN_SCRIPTS = Path("/usr/lib/rabbitmq/bin")
@@ -62,19 +62,10 @@ def require_rabbitmq_server() -> Path:
     return scripts
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_port(taken: set[int]) -> int:
     while True:
         port = random.randint(30_000, 50_000)
-        if port not in taken and port not in RESERVED and _bindable(port):
+        if port not in taken and port not in RESERVED and bindable(port):
             taken.add(port)
             return port
 

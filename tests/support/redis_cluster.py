@@ -43,7 +43,8 @@ def require_redis_server() -> None:
         pytest.skip(f"{' and '.join(missing)} not on PATH: cannot start a Redis Cluster")
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:``port`` (the cluster helpers pick free ports)."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -58,7 +59,7 @@ def free_ports(count: int) -> list[int]:
     candidate = random.randint(20_000, 40_000)
     while len(ports) < count:
         candidate += 1
-        if _bindable(candidate) and _bindable(candidate + BUS_OFFSET):
+        if bindable(candidate) and bindable(candidate + BUS_OFFSET):
             ports.append(candidate)
     return ports
 
