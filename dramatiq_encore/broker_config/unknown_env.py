@@ -49,7 +49,12 @@ def known_variables(fields: Iterable[str]) -> frozenset[str]:
 
 def unknown_variable_messages(environ: Mapping[str, str], known: Collection[str]) -> list[str]:
     """One message per ``ENCORE_*`` name in ``environ`` that is not in ``known`` (case-insensitive)."""
-    messages = []
+    return list(_unknown(environ, known).values())
+
+
+def _unknown(environ: Mapping[str, str], known: Collection[str]) -> dict[str, str]:
+    """Each unknown ``ENCORE_*`` name in ``environ`` -> the message that names it."""
+    messages = {}
     # Compared without the prefix every name shares, which would make any two look alike.
     suffixes = sorted(known_name.removeprefix(PREFIX) for known_name in known)
     for name in sorted(environ):
@@ -58,21 +63,21 @@ def unknown_variable_messages(environ: Mapping[str, str], known: Collection[str]
             continue
         close = difflib.get_close_matches(upper.removeprefix(PREFIX), suffixes, n=1)
         if not close:
-            messages.append(f"{name} is not a dramatiq-encore setting (it is ignored)")
+            messages[name] = f"{name} is not a dramatiq-encore setting (it is ignored)"
             continue
         match = PREFIX + close[0]
         unset = not any(key.upper() == match for key in environ)
         why = f"it is ignored, {_CONSEQUENCES[match]}" if unset and match in _CONSEQUENCES else "it is ignored"
-        messages.append(f"{name} is not a dramatiq-encore setting; did you mean {match}? ({why})")
+        messages[name] = f"{name} is not a dramatiq-encore setting; did you mean {match}? ({why})"
     return messages
 
 
 def warn_unknown_variables(fields: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
     """Log a warning for each unknown ``ENCORE_*`` variable not warned about yet in this process."""
-    found = unknown_variable_messages(os.environ if environ is None else environ, known_variables(fields))
+    found = _unknown(os.environ if environ is None else environ, known_variables(fields))
     with _lock:
-        fresh = [message for message in found if message.split(" ", 1)[0] not in _warned]
-        _warned.update(message.split(" ", 1)[0] for message in fresh)
+        fresh = [message for name, message in found.items() if name not in _warned]
+        _warned.update(found)
     for message in fresh:
         logger.warning(message)
     return fresh

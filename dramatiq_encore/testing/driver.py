@@ -42,14 +42,6 @@ class Driver:
         self._thread = threading.Thread(target=self._run, name="encore-testing-driver", daemon=True)
         self._thread.start()
 
-    @property
-    def skip_time(self) -> bool:
-        return self.broker.skip_time
-
-    @skip_time.setter
-    def skip_time(self, value: bool) -> None:
-        self.broker.skip_time = value
-
     @contextlib.contextmanager
     def waiting(self, condition: Callable[[], bool]) -> Iterator[Waiter]:
         waiter = Waiter(condition)
@@ -81,7 +73,7 @@ class Driver:
                 waiter.reached.set()
             else:
                 pending = True
-        if pending and self.skip_time:
+        if pending and self.broker.skip_time:
             self.broker.skip(self._stale)
 
     def _stale(self, message: dramatiq.Message[Any]) -> bool:

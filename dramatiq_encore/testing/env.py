@@ -89,7 +89,7 @@ class EncoreEnv:
         self.broker = KitBroker(self.clock)
         self.state = KitState(clock=self.clock.time)
         self.driver = Driver(self.broker, self.state)
-        self.driver.skip_time = skip_time
+        self.broker.skip_time = skip_time
         self.state.driver = self.driver
         self.worker = EmbeddedWorker(self.broker)
         self._apps: list[Encore] = []
@@ -99,11 +99,12 @@ class EncoreEnv:
 
     @property
     def skip_time(self) -> bool:
-        return self.driver.skip_time
+        """Whether time skips in this environment (the broker, which holds delayed messages, owns it)."""
+        return self.broker.skip_time
 
     @skip_time.setter
     def skip_time(self, value: bool) -> None:
-        self.driver.skip_time = value
+        self.broker.skip_time = value
 
     def app(self, *, settings: EncoreSettings | None = None, default_queue: str = "default") -> Encore:
         """A fresh app in this environment: declare tasks on it, then send."""
